@@ -1,0 +1,88 @@
+"""Read the downsampling step of a module by walking it.
+
+Rules, in order:
+
+1. ``nn.Conv2d``, ``nn.MaxPool2d``, ``nn.AvgPool2d``: their own kernel / stride / padding /
+   dilation. ``ceil_mode=True`` and string paddings that are not size-preserving are refused,
+   because their size map is not a single step.
+2. A type registered with :func:`register_step_rule` (torchvision's ``BasicBlock``,
+   ``Bottleneck``, ``InvertedResidual``, ``SqueezeExcitation`` are registered here): the rule
+   lists the sub-modules on the main path, or says the module keeps the size.
+3. A module without children (norms, activations, dropout, ...): size-preserving.
+4. Any other container (``nn.Sequential`` included): its children, composed in registration
+   order. Shortcut branches named ``downsample`` or ``shortcut`` are skipped.
+
+Steps come out exactly composed (see :func:`tconvseg.nn.shapes.compose`), size-preserving layers
+left out. Modules whose size map is not a single step (global pooling in the main path, for
+example) raise ``ValueError`` naming the module.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+
+from torch import nn
+from torchvision.models.mobilenetv3 import InvertedResidual
+from torchvision.models.resnet import BasicBlock, Bottleneck
+from torchvision.ops.misc import SqueezeExcitation
+
+from tconvseg.nn.shapes import DownStep, compose
+
+#: A rule returns the modules on the main path, in order, or ``None`` for "keeps the size".
+StepRule = Callable[[nn.Module], "Iterable[nn.Module] | None"]
+
+_RULES: dict[type[nn.Module], StepRule] = {}
+_SHORTCUT_NAMES = frozenset({"downsample", "shortcut"})
+_SIZE_FREE_LEAVES = (nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d)
+
+
+def register_step_rule(module_type: type[nn.Module], rule: StepRule) -> None:
+    """Teach :func:`step_of` how to walk a block type (main-path modules, or ``None``)."""
+    _RULES[module_type] = rule
+
+
+def _conv_step(m: nn.Conv2d) -> DownStep:
+    if isinstance(m.padding, str):
+        if m.padding == "valid":
+            return DownStep(m.kernel_size, m.stride, 0, m.dilation)
+        # PyTorch only allows padding="same" with stride 1: it keeps the size by construction.
+        return DownStep.identity()
+    return DownStep(m.kernel_size, m.stride, m.padding, m.dilation)
+
+
+def _pool_step(m: nn.MaxPool2d | nn.AvgPool2d) -> DownStep:
+    if m.ceil_mode:
+        raise ValueError(
+            f"{m!r} uses ceil_mode=True, whose output size is not a single floor-mode step; "
+            "use ceil_mode=False (the default) in encoders that tconvseg decodes"
+        )
+    stride = m.stride if m.stride is not None else m.kernel_size
+    dilation = getattr(m, "dilation", 1)
+    return DownStep(m.kernel_size, stride, m.padding, dilation)
+
+
+def step_of(module: nn.Module) -> DownStep:
+    """The composed downsampling step of ``module`` (see the module docstring for the rules)."""
+    if isinstance(module, nn.Conv2d):
+        return _conv_step(module)
+    if isinstance(module, (nn.MaxPool2d, nn.AvgPool2d)):
+        return _pool_step(module)
+    if isinstance(module, _SIZE_FREE_LEAVES):
+        raise ValueError(
+            f"{type(module).__name__} in the main path maps every size to a fixed size; it has no "
+            "matching transposed convolution. Leave global pooling out of the encoder stages."
+        )
+    for module_type, rule in _RULES.items():
+        if isinstance(module, module_type):
+            parts = rule(module)
+            return DownStep.identity() if parts is None else compose(step_of(p) for p in parts)
+    children = [(name, child) for name, child in module.named_children() if name not in _SHORTCUT_NAMES]
+    if not children:
+        return DownStep.identity()
+    return compose(step_of(child) for _, child in children)
+
+
+register_step_rule(BasicBlock, lambda m: (m.conv1, m.conv2))
+register_step_rule(Bottleneck, lambda m: (m.conv1, m.conv2, m.conv3))
+register_step_rule(InvertedResidual, lambda m: m.block)
+register_step_rule(SqueezeExcitation, lambda m: None)  # a gate: scales channels, keeps the size
