@@ -82,16 +82,19 @@ def output_padding_for(
 
     Raises ``ValueError`` naming the reachable range when no legal ``output_padding`` exists.
     """
+    if n_in < 1 or target < 1:
+        raise ValueError(f"sizes must be >= 1, got input size {n_in} and target {target}")
     base = tconv_out_size(n_in, kernel, stride, padding, dilation, 0)
     most = max_output_padding(stride, dilation)
     needed = target - base
+    # base can be < 1 when padding exceeds the kernel span; sizes < 1 are never reachable.
     if not 0 <= needed <= most:
         raise ValueError(
             f"a transposed conv with kernel={kernel}, stride={stride}, padding={padding}, "
             f"dilation={dilation} cannot map input size {n_in} to {target}: output_padding must lie in "
             f"[0, {most}] (it must be smaller than stride or dilation), so the reachable sizes are "
-            f"{base}..{base + most}. Sizes in that range are exactly those the matching convolution "
-            f"maps to {n_in}; {target} is not one of them."
+            f"{max(base, 1)}..{base + most}. The sizes the matching convolution maps to {n_in} are "
+            f"{max(base, 1)}..{base + stride - 1}; {target} is not one of them."
         )
     return needed
 

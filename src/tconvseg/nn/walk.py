@@ -61,25 +61,54 @@ def _pool_step(m: nn.MaxPool2d | nn.AvgPool2d) -> DownStep:
     return DownStep(m.kernel_size, stride, m.padding, dilation)
 
 
-def step_of(module: nn.Module) -> DownStep:
-    """The composed downsampling step of ``module`` (see the module docstring for the rules)."""
+def atomic_steps(module: nn.Module) -> list[DownStep]:
+    """The conv / pooling steps on ``module``'s main path, in order, size-preserving ones left out."""
     if isinstance(module, nn.Conv2d):
-        return _conv_step(module)
-    if isinstance(module, (nn.MaxPool2d, nn.AvgPool2d)):
-        return _pool_step(module)
-    if isinstance(module, _SIZE_FREE_LEAVES):
+        steps = [_conv_step(module)]
+    elif isinstance(module, (nn.MaxPool2d, nn.AvgPool2d)):
+        steps = [_pool_step(module)]
+    elif isinstance(module, _SIZE_FREE_LEAVES):
         raise ValueError(
             f"{type(module).__name__} in the main path maps every size to a fixed size; it has no "
             "matching transposed convolution. Leave global pooling out of the encoder stages."
         )
+    else:
+        parts = _main_path(module)
+        return [step for part in parts for step in atomic_steps(part)]
+    return [step for step in steps if not step.is_size_preserving]
+
+
+def _main_path(module: nn.Module) -> list[nn.Module]:
     for module_type, rule in _RULES.items():
         if isinstance(module, module_type):
             parts = rule(module)
-            return DownStep.identity() if parts is None else compose(step_of(p) for p in parts)
-    children = [(name, child) for name, child in module.named_children() if name not in _SHORTCUT_NAMES]
-    if not children:
-        return DownStep.identity()
-    return compose(step_of(child) for _, child in children)
+            return [] if parts is None else list(parts)
+    return [child for name, child in module.named_children() if name not in _SHORTCUT_NAMES]
+
+
+def step_of(module: nn.Module) -> DownStep:
+    """The composed downsampling step of ``module`` (see the module docstring for the rules)."""
+    return compose(atomic_steps(module))
+
+
+def min_input_size(steps: list[DownStep]) -> tuple[int, int]:
+    """Smallest input ``(h, w)`` for which every step in the chain yields at least one pixel."""
+    result = []
+    for axis in (0, 1):
+        n = 1
+        while True:
+            size, ok = n, True
+            for step in steps:
+                e, p, s = step.effective_kernel[axis], step.padding[axis], step.stride[axis]
+                if size + 2 * p < e:
+                    ok = False
+                    break
+                size = (size + 2 * p - e) // s + 1
+            if ok:
+                result.append(n)
+                break
+            n += 1
+    return (result[0], result[1])
 
 
 register_step_rule(BasicBlock, lambda m: (m.conv1, m.conv2))

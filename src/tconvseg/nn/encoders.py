@@ -1,0 +1,155 @@
+"""Encoders described as data: stages, each with its output channels and its downsampling step.
+
+The decoder never types a channel count or a padding: it reads ``encoder.out_channels`` and
+``encoder.steps`` (both read off the modules: steps by walking them, channels by one probe
+forward at construction, which also checks that the walked steps predict the real sizes).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import torch
+from torch import nn
+
+from tconvseg.nn.shapes import DownStep, compose
+from tconvseg.nn.walk import atomic_steps, min_input_size
+
+
+class StagedEncoder(nn.Module):
+    """Runs ``stages`` in order and returns every stage's output.
+
+    ``forward(x (N, C, H, W))`` returns ``[f_1, ..., f_S]`` where ``f_i`` has
+    ``out_channels[i]`` channels and size ``steps[i]`` applied to the size of ``f_{i-1}``
+    (``f_0 = x``).
+
+    Attributes:
+        out_channels: channels of each stage's output.
+        steps: each stage's composed downsampling step (size-preserving layers left out).
+        min_input_size: smallest ``(H, W)`` for which every stage yields at least one pixel.
+    """
+
+    def __init__(self, stages: Sequence[nn.Module], in_channels: int = 3) -> None:
+        super().__init__()
+        if not stages:
+            raise ValueError("an encoder needs at least one stage")
+        self.stages = nn.ModuleList(stages)
+        self.in_channels = in_channels
+        atoms = [atomic_steps(stage) for stage in self.stages]
+        self.steps: list[DownStep] = [compose(a) for a in atoms]
+        self.min_input_size = min_input_size([step for a in atoms for step in a])
+        self.out_channels: list[int] = self._probe_channels()
+
+    @classmethod
+    def from_layers(cls, layers: Sequence[nn.Module], in_channels: int = 3) -> StagedEncoder:
+        """Group a flat list of layers into stages: a new stage starts at each downsampling layer
+        (stride > 1) once the current stage already downsamples. Leading full-resolution layers
+        join the first stage; trailing ones join the last."""
+        stages: list[list[nn.Module]] = [[]]
+        downsampled = False
+        for layer in layers:
+            strided = any(s > 1 for s in compose(atomic_steps(layer)).stride)
+            if strided and downsampled:
+                stages.append([])
+            downsampled = downsampled or strided
+            stages[-1].append(layer)
+        return cls([nn.Sequential(*s) for s in stages], in_channels)
+
+    def step_between(self, finer: int, coarser: int) -> DownStep:
+        """The step from the output of stage ``finer`` to that of stage ``coarser``
+        (``finer = -1`` is the input image); stage indices count from 0."""
+        return compose(self.steps[finer + 1 : coarser + 1])
+
+    @property
+    def strides(self) -> list[tuple[int, int]]:
+        """Cumulative stride of each stage's output relative to the input."""
+        return [self.step_between(-1, i).stride for i in range(len(self.steps))]
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        features = []
+        for stage in self.stages:
+            x = stage(x)
+            features.append(x)
+        return features
+
+    def _probe_channels(self) -> list[int]:
+        # An odd size catches walking mistakes that happen to agree on powers of two.
+        size = (max(self.min_input_size[0], 37), max(self.min_input_size[1], 41))
+        was_training = self.training
+        self.eval()
+        try:
+            with torch.no_grad():
+                x = torch.zeros(1, self.in_channels, *size)
+                expected = size
+                channels = []
+                for i, (stage, step) in enumerate(zip(self.stages, self.steps)):
+                    x = stage(x)
+                    expected = step.out_size(expected)
+                    if tuple(x.shape[-2:]) != expected:
+                        raise ValueError(
+                            f"stage {i} ({type(stage).__name__}) produced size {tuple(x.shape[-2:])} but its "
+                            f"walked step ({step}) predicts {expected}: a block on its path is walked wrongly. "
+                            "Teach the walker with tconvseg.nn.register_step_rule(BlockType, rule)."
+                        )
+                    channels.append(int(x.shape[1]))
+        finally:
+            self.train(was_training)
+        return channels
+
+
+def plain_conv_encoder(
+    stages: Sequence[dict],
+    in_channels: int = 3,
+    norm_layer: Callable[..., nn.Module] | None = nn.BatchNorm2d,
+    activation_layer: Callable[..., nn.Module] | None = nn.ReLU,
+) -> StagedEncoder:
+    """A small configurable conv encoder: one stage per entry of ``stages``.
+
+    Each entry is a mapping with ``channels`` (required) and optional ``kernel`` (3),
+    ``stride`` (2), ``padding`` (``dilation*(kernel-1)//2``), ``dilation`` (1) and ``depth``
+    (1: extra 3x3 same-size conv layers after the first). Kernels, strides, paddings and
+    dilations may be ints or ``[h, w]`` pairs.
+    """
+    from torchvision.ops.misc import Conv2dNormActivation
+
+    built: list[nn.Module] = []
+    channels = in_channels
+    known = {"channels", "kernel", "stride", "padding", "dilation", "depth"}
+    for i, spec in enumerate(stages):
+        unknown = set(spec) - known
+        if unknown or "channels" not in spec:
+            raise ValueError(
+                f"plain encoder stage {i}: expected keys {sorted(known)} with 'channels' required, "
+                f"got {dict(spec)}"
+            )
+        kernel, stride = spec.get("kernel", 3), spec.get("stride", 2)
+        dilation = spec.get("dilation", 1)
+        padding = spec.get("padding")
+        if padding is None:
+            padding = tuple(d * (k - 1) // 2 for k, d in zip(_as_pair(kernel), _as_pair(dilation)))
+        layers = [
+            Conv2dNormActivation(
+                channels, spec["channels"], kernel_size=_as_pair(kernel), stride=_as_pair(stride),
+                padding=_as_pair(padding), dilation=_as_pair(dilation),
+                norm_layer=norm_layer, activation_layer=activation_layer, inplace=None,
+            )
+        ]
+        for _ in range(int(spec.get("depth", 1)) - 1):
+            layers.append(
+                Conv2dNormActivation(
+                    spec["channels"], spec["channels"], kernel_size=3,
+                    norm_layer=norm_layer, activation_layer=activation_layer, inplace=None,
+                )
+            )
+        built.append(nn.Sequential(*layers))
+        channels = spec["channels"]
+    return StagedEncoder(built, in_channels)
+
+
+def _as_pair(value: int | Sequence[int]) -> tuple[int, int]:
+    if isinstance(value, int):
+        return (value, value)
+    items = tuple(int(v) for v in value)
+    if len(items) != 2:
+        raise ValueError(f"expected an int or an [h, w] pair, got {value!r}")
+    return (items[0], items[1])

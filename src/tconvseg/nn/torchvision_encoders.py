@@ -1,0 +1,83 @@
+"""Encoders built from torchvision classification backbones.
+
+Each backbone's feature layers are listed once (``_FEATURE_LAYERS``); the stages, their steps and
+their channels are then read from the modules by :meth:`StagedEncoder.from_layers`.
+Pretrained weights come through torchvision's weights enums and are downloaded only when asked
+for (``weights="DEFAULT"`` or a named enum member), into torchvision's cache (``$TORCH_HOME``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torchvision
+from torch import nn
+
+from tconvseg.nn.encoders import StagedEncoder
+
+
+def _resnet_layers(m: nn.Module) -> list[nn.Module]:
+    return [m.conv1, m.bn1, m.relu, m.maxpool, m.layer1, m.layer2, m.layer3, m.layer4]
+
+
+def _features(m: nn.Module) -> list[nn.Module]:
+    return list(m.features.children())
+
+
+_FEATURE_LAYERS: dict[str, Callable[[nn.Module], list[nn.Module]]] = {
+    "resnet18": _resnet_layers,
+    "resnet34": _resnet_layers,
+    "resnet50": _resnet_layers,
+    "resnet101": _resnet_layers,
+    "vgg11_bn": _features,
+    "vgg16_bn": _features,
+    "vgg16": _features,
+    "mobilenet_v3_large": _features,
+    "mobilenet_v3_small": _features,
+}
+
+TORCHVISION_ENCODERS = tuple(_FEATURE_LAYERS)
+
+
+def torchvision_encoder(name: str, *, weights: str | None = None, in_channels: int = 3) -> StagedEncoder:
+    """A :class:`StagedEncoder` from a torchvision classification model.
+
+    Args:
+        name: one of :data:`TORCHVISION_ENCODERS`.
+        weights: ``None`` (random init, nothing downloaded), ``"DEFAULT"`` or a member name of
+            the model's weights enum such as ``"IMAGENET1K_V1"``.
+        in_channels: input channels; other than 3 replaces the first conv (same geometry, new
+            random weights).
+    """
+    if name not in _FEATURE_LAYERS:
+        raise ValueError(f"unknown torchvision encoder {name!r}; expected one of {', '.join(TORCHVISION_ENCODERS)}")
+    if weights is not None:
+        available = [w.name for w in torchvision.models.get_model_weights(name)]
+        if weights != "DEFAULT" and weights not in available:
+            raise ValueError(
+                f"unknown weights {weights!r} for {name}; expected None, 'DEFAULT' or one of {available}"
+            )
+    model = torchvision.models.get_model(name, weights=weights)
+    layers = _FEATURE_LAYERS[name](model)
+    if in_channels != 3:
+        layers = _replace_first_conv(layers, in_channels)
+    return StagedEncoder.from_layers(layers, in_channels)
+
+
+def _replace_first_conv(layers: list[nn.Module], in_channels: int) -> list[nn.Module]:
+    for layer in layers:
+        for parent in [layer, *layer.modules()]:
+            for child_name, child in parent.named_children():
+                if isinstance(child, nn.Conv2d):
+                    setattr(parent, child_name, _conv_like(child, in_channels))
+                    return layers
+        if isinstance(layer, nn.Conv2d):
+            return [_conv_like(layer, in_channels) if l is layer else l for l in layers]
+    raise ValueError("no Conv2d found to adapt to in_channels")
+
+
+def _conv_like(conv: nn.Conv2d, in_channels: int) -> nn.Conv2d:
+    return nn.Conv2d(
+        in_channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding,
+        conv.dilation, 1, conv.bias is not None, conv.padding_mode,
+    )
