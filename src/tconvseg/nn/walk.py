@@ -7,8 +7,11 @@ Rules, in order:
    because their size map is not a single step.
 2. A type registered with :func:`register_step_rule` (torchvision's ``BasicBlock``,
    ``Bottleneck``, ``InvertedResidual``, ``SqueezeExcitation`` are registered here): the rule
-   lists the sub-modules on the main path, or says the module keeps the size.
-3. A module without children (norms, activations, dropout, ...): size-preserving.
+   lists the sub-modules on the main path, or says the module keeps the size. The rule of the
+   most specific registered class (first in the module type's MRO) wins.
+3. A module without children (norms, activations, dropout, ...): size-preserving. Leaves known
+   to resize by other means (``ConvTranspose2d``, ``PixelShuffle``, ``LPPool2d``, ...) are
+   refused rather than silently read as size-preserving.
 4. Any other container (``nn.Sequential`` included): its children, composed in registration
    order. Shortcut branches named ``downsample`` or ``shortcut`` are skipped.
 
@@ -34,6 +37,16 @@ StepRule = Callable[[nn.Module], "Iterable[nn.Module] | None"]
 _RULES: dict[type[nn.Module], StepRule] = {}
 _SHORTCUT_NAMES = frozenset({"downsample", "shortcut"})
 _SIZE_FREE_LEAVES = (nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d)
+# Leaves that change the spatial size but are not a conv / pooling step: without this list rule 3
+# would read them as size-preserving and every prediction after them would be wrong.
+_RESIZING_LEAVES = (
+    nn.ConvTranspose2d,
+    nn.PixelShuffle,
+    nn.PixelUnshuffle,
+    nn.LPPool2d,
+    nn.FractionalMaxPool2d,
+    nn.MaxUnpool2d,
+)
 
 
 def register_step_rule(module_type: type[nn.Module], rule: StepRule) -> None:
@@ -72,6 +85,12 @@ def atomic_steps(module: nn.Module) -> list[DownStep]:
             f"{type(module).__name__} in the main path maps every size to a fixed size; it has no "
             "matching transposed convolution. Leave global pooling out of the encoder stages."
         )
+    elif isinstance(module, _RESIZING_LEAVES):
+        raise ValueError(
+            f"{type(module).__name__} changes the spatial size but is not a conv / pooling step that "
+            "tconvseg can undo; keep it out of the encoder stages, or register_step_rule a rule for "
+            "the block that contains it"
+        )
     else:
         parts = _main_path(module)
         return [step for part in parts for step in atomic_steps(part)]
@@ -79,8 +98,10 @@ def atomic_steps(module: nn.Module) -> list[DownStep]:
 
 
 def _main_path(module: nn.Module) -> list[nn.Module]:
-    for module_type, rule in _RULES.items():
-        if isinstance(module, module_type):
+    # Walk the MRO so that a rule for a subclass beats one registered for its base class.
+    for module_type in type(module).__mro__:
+        rule = _RULES.get(module_type)
+        if rule is not None:
             parts = rule(module)
             return [] if parts is None else list(parts)
     return [child for name, child in module.named_children() if name not in _SHORTCUT_NAMES]
