@@ -1,0 +1,140 @@
+"""The training system: a LightningModule around any segmentation ``nn.Module``.
+
+It owns the loss (cross-entropy with an ignore index and optional class weights), the metrics
+(whole-split torchmetrics) and the optimizer / schedule, built from partials given by the config.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Sequence
+from typing import Any, Literal
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from tconvseg.metrics import SegmentationMetrics
+
+Stage = Literal["train", "val", "test"]
+
+
+class SegmentationSystem(L.LightningModule):
+    """Train / validate / test / predict a model whose contract is ``(N, C, H, W) -> (N, K, H, W)``.
+
+    Args:
+        net: the segmentation network (e.g. :class:`tconvseg.nn.FCN`).
+        optimizer: partial taking ``params``.
+        scheduler: partial taking ``optimizer`` (and ``total_steps``, filled from the trainer,
+            if it has such a parameter); stepped every optimizer step. ``None`` for none.
+        num_classes: ``K``.
+        ignore_index: label value left out of loss and metrics.
+        class_names: names for the per-class metrics.
+        class_weighting: ``"median_frequency"`` (weights from the data module's train masks at
+            ``setup``), ``None``, or explicit per-class weights.
+
+    Batches are ``(images (N, C, H, W) float, masks (N, H', W') int64)``. When the masks are
+    larger than the images (scoring at full label resolution), logits are resized to the mask
+    size with bilinear interpolation for loss and metrics only; the network itself never
+    interpolates.
+    """
+
+    def __init__(
+        self,
+        net: nn.Module,
+        optimizer: Callable[..., torch.optim.Optimizer],
+        scheduler: Callable[..., Any] | None = None,
+        *,
+        num_classes: int,
+        ignore_index: int,
+        class_names: Sequence[str] | None = None,
+        class_weighting: str | Sequence[float] | None = "median_frequency",
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters(ignore=["net", "optimizer", "scheduler"], logger=False)
+        self.net = net
+        self.optimizer_factory = optimizer
+        self.scheduler_factory = scheduler
+        self.num_classes = num_classes
+        self.ignore_index = ignore_index
+        if class_weighting not in (None, "median_frequency") and isinstance(class_weighting, str):
+            raise ValueError(
+                f"class_weighting must be 'median_frequency', null or a list of {num_classes} weights, got {class_weighting!r}"
+            )
+        weights = torch.ones(num_classes)
+        if class_weighting is not None and not isinstance(class_weighting, str):
+            weights = torch.as_tensor(list(class_weighting), dtype=torch.float32)
+            if weights.shape != (num_classes,):
+                raise ValueError(f"class_weighting has {weights.numel()} weights, expected {num_classes}")
+        self.register_buffer("class_weights", weights)
+        self.train_metrics = SegmentationMetrics(num_classes, ignore_index, class_names)
+        self.val_metrics = SegmentationMetrics(num_classes, ignore_index, class_names)
+        self.test_metrics = SegmentationMetrics(num_classes, ignore_index, class_names)
+
+    def setup(self, stage: str) -> None:
+        if stage == "fit" and self.hparams.class_weighting == "median_frequency":
+            datamodule = self.trainer.datamodule if self.trainer is not None else None
+            if datamodule is None or not hasattr(datamodule, "class_weights"):
+                raise ValueError("class_weighting='median_frequency' needs a data module with class_weights()")
+            self.class_weights.copy_(datamodule.class_weights(method="median_frequency"))
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.net(images)
+
+    def _logits_at_label_size(self, logits: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
+        if logits.shape[-2:] == masks.shape[-2:]:
+            return logits
+        return F.interpolate(logits, size=masks.shape[-2:], mode="bilinear", align_corners=False)
+
+    def model_step(self, batch: tuple[torch.Tensor, torch.Tensor], stage: Stage) -> torch.Tensor:
+        """The one step shared by train / val / test: loss, metric update, logging."""
+        images, masks = batch
+        logits = self._logits_at_label_size(self(images), masks)
+        loss = F.cross_entropy(logits, masks, weight=self.class_weights, ignore_index=self.ignore_index)
+        self._metrics(stage).update(logits.argmax(dim=1), masks)
+        self.log(f"{stage}/loss", loss, on_step=stage == "train", on_epoch=True, prog_bar=True, batch_size=images.shape[0], sync_dist=stage != "train")
+        return loss
+
+    def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
+        return self.model_step(batch, "train")
+
+    def validation_step(self, batch: Any, batch_idx: int) -> None:
+        self.model_step(batch, "val")
+
+    def test_step(self, batch: Any, batch_idx: int) -> None:
+        self.model_step(batch, "test")
+
+    def predict_step(self, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> torch.Tensor:
+        """Label maps ``(N, H, W)`` int64 at the input images' size."""
+        images = batch[0] if isinstance(batch, (tuple, list)) else batch
+        return self(images).argmax(dim=1)
+
+    def _metrics(self, stage: Stage) -> SegmentationMetrics:
+        return getattr(self, f"{stage}_metrics")
+
+    def _log_metrics(self, stage: Stage) -> None:
+        # compute() already reduced the metric state over all DDP ranks: no second sync.
+        summary = self._metrics(stage).summary()
+        self.log(f"{stage}/mIoU", summary.pop("mIoU"), prog_bar=True)
+        self.log_dict({f"{stage}/{k}": v for k, v in summary.items()})
+        self._metrics(stage).reset()
+
+    def on_train_epoch_end(self) -> None:
+        self._log_metrics("train")
+
+    def on_validation_epoch_end(self) -> None:
+        self._log_metrics("val")
+
+    def on_test_epoch_end(self) -> None:
+        self._log_metrics("test")
+
+    def configure_optimizers(self) -> Any:
+        optimizer = self.optimizer_factory(params=[p for p in self.parameters() if p.requires_grad])
+        if self.scheduler_factory is None:
+            return optimizer
+        kwargs: dict[str, Any] = {}
+        if "total_steps" in inspect.signature(self.scheduler_factory).parameters:
+            kwargs["total_steps"] = int(self.trainer.estimated_stepping_batches)
+        scheduler = self.scheduler_factory(optimizer=optimizer, **kwargs)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}

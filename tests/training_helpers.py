@@ -1,0 +1,32 @@
+"""Compose the real configs with cheap settings for tests."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from hydra import compose, initialize_config_dir
+from omegaconf import DictConfig, open_dict
+
+CONFIG_DIR = str(Path(__file__).resolve().parents[1] / "configs")
+
+#: Overrides that make any training config cheap and quiet on a CPU.
+CHEAP = [
+    "trainer=cpu",
+    "logger=csv",
+    "callbacks.rich_progress_bar=null",
+    "+trainer.enable_progress_bar=false",
+    "+trainer.enable_model_summary=false",
+    "data.num_workers=0",
+]
+
+
+def compose_cfg(name: str, tmp_path: Path, overrides: list[str] | None = None, run: str = "run") -> DictConfig:
+    """Compose ``configs/<name>.yaml`` with ``overrides``, outputs under ``tmp_path``."""
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+        cfg = compose(config_name=name, overrides=list(overrides or []), return_hydra_config=True)
+    with open_dict(cfg):
+        cfg.paths.log_dir = str(tmp_path / "logs")
+        cfg.paths.output_dir = str(tmp_path / "logs" / cfg.task_name / "runs" / run)
+        cfg.paths.data_dir = str(tmp_path / "data")
+        del cfg.hydra
+    return cfg
