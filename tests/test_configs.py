@@ -1,0 +1,118 @@
+"""Every option of every config group composes, and builds where this machine can build it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from hydra.errors import MissingConfigException
+from hydra.utils import instantiate
+
+from tconvseg.runtime import build_datamodule, build_group, build_system
+from tests.fakes import make_camvid_tree, make_pets_tree, make_voc_tree
+from tests.training_helpers import CONFIG_DIR, compose_cfg
+
+
+def options(group: str) -> list[str]:
+    return sorted(p.stem for p in (Path(CONFIG_DIR) / group).glob("*.yaml"))
+
+
+@pytest.fixture
+def synthetic_dm(tmp_path):
+    return build_datamodule(compose_cfg("train", tmp_path, ["data=synthetic"]))
+
+
+@pytest.mark.parametrize("option", [o for o in options("model") if o != "base"])
+def test_every_model_option_builds_and_runs(option, tmp_path, synthetic_dm):
+    import torch
+
+    cfg = compose_cfg("train", tmp_path, ["data=synthetic", f"model={option}"])
+    system = build_system(cfg.model, synthetic_dm)
+    with torch.no_grad():
+        logits = system.eval()(torch.randn(1, 3, 37, 45))
+    assert logits.shape == (1, 4, 37, 45)
+
+
+def test_the_base_model_option_asks_for_an_encoder(tmp_path, synthetic_dm):
+    cfg = compose_cfg("train", tmp_path, ["data=synthetic", "model=base"])
+    with pytest.raises(Exception, match="encoder"):
+        build_system(cfg.model, synthetic_dm)
+
+
+@pytest.mark.parametrize("option", options("data"))
+def test_every_data_option_builds_on_a_fixture(option, tmp_path):
+    data_dir = tmp_path / "data"
+    if option == "camvid":
+        make_camvid_tree(data_dir / "CamVid")
+    elif option == "voc":
+        make_voc_tree(data_dir)
+    elif option == "pets":
+        make_pets_tree(data_dir)
+    cfg = compose_cfg("train", tmp_path, [f"data={option}", "data.num_workers=0"])
+    datamodule = build_datamodule(cfg)
+    datamodule.setup("fit")
+    images, masks = next(iter(datamodule.train_dataloader()))
+    assert images.dim() == 4 and masks.dim() == 3 and images.shape[0] == masks.shape[0]
+
+
+@pytest.mark.parametrize("option", options("trainer"))
+def test_every_trainer_option_composes(option, tmp_path):
+    cfg = compose_cfg("train", tmp_path, [f"trainer={option}"])
+    assert cfg.trainer._target_ == "lightning.pytorch.trainer.Trainer"
+    if option in ("cpu", "default"):
+        assert instantiate(cfg.trainer, logger=False).max_epochs == cfg.trainer.max_epochs
+    else:  # needs GPUs: checked on a GPU machine (see README, "GPU check")
+        assert cfg.trainer.accelerator == "gpu"
+
+
+@pytest.mark.parametrize("option", options("callbacks"))
+def test_every_callbacks_option_builds(option, tmp_path):
+    cfg = compose_cfg("train", tmp_path, [f"callbacks={option}"])
+    callbacks = build_group(cfg.get("callbacks"))
+    names = {type(c).__name__ for c in callbacks}
+    if option == "default":
+        assert names == {"ModelCheckpoint", "LearningRateMonitor", "RichProgressBar"}
+    if option == "with_early_stopping":
+        assert "EarlyStopping" in names and "ModelCheckpoint" in names
+
+
+@pytest.mark.parametrize("option", options("logger"))
+def test_every_logger_option_builds(option, tmp_path):
+    cfg = compose_cfg("train", tmp_path, [f"logger={option}"])
+    assert build_group(cfg.logger)
+
+
+@pytest.mark.parametrize("option", options("experiment"))
+def test_every_experiment_composes(option, tmp_path):
+    cfg = compose_cfg("train", tmp_path, [f"experiment={option}"])
+    assert cfg.tags and cfg.trainer.max_epochs >= 1
+
+
+@pytest.mark.parametrize("option", options("debug"))
+def test_every_debug_option_composes(option, tmp_path):
+    cfg = compose_cfg("train", tmp_path, [f"debug={option}"])
+    assert cfg.data.num_workers == 0
+
+
+def test_eval_config_requires_a_checkpoint(tmp_path):
+    from omegaconf.errors import MissingMandatoryValue
+
+    cfg = compose_cfg("eval", tmp_path, [])
+    with pytest.raises(MissingMandatoryValue):
+        _ = cfg.ckpt_path
+
+
+def test_unknown_group_option_lists_the_available_ones(tmp_path):
+    with pytest.raises(MissingConfigException, match=r"(?s)Could not find 'model/fcn9s_resnet18'.*fcn8s_resnet18"):
+        compose_cfg("train", tmp_path, ["model=fcn9s_resnet18"])
+
+
+def test_overrides_reach_the_objects(tmp_path, synthetic_dm):
+    cfg = compose_cfg(
+        "train", tmp_path,
+        ["data=synthetic", "model=fcn8s_resnet18", "model.net.topology=16s", "model.net.encoder.name=resnet34", "data.batch_size=3"],
+    )
+    system = build_system(cfg.model, synthetic_dm)
+    assert len(system.net.blocks) == 1 and len(system.net.encoder.stages[3]) == 1
+    assert sum(p.numel() for p in system.net.encoder.parameters()) > 21_000_000  # resnet34, not 18
+    assert build_datamodule(cfg).batch_size == 3
