@@ -14,14 +14,6 @@ from tconvseg.nn.reference import conv_transpose2d_reference, deconv_2d
 from tconvseg.nn.shapes import DownStep
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _single_thread():
-    # Tiny tensors on a shared 2-core machine: intra-op threads only contend (seconds per call).
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 # --- the seed document's worked examples, number for number -------------------------------------
 
 SEED_X = [[0.0, 1.0], [2.0, 3.0]]

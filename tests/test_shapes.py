@@ -30,15 +30,6 @@ paddings = st.integers(0, 3)
 dilations = st.integers(1, 3)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _single_thread():
-    # Tiny tensors on a shared 2-core machine: intra-op threads only contend (seconds per call).
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @st.composite
 def steps(draw: st.DrawFn, max_stride: int = 4) -> DownStep:
     pair = lambda s: st.tuples(s, s)  # noqa: E731

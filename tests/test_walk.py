@@ -15,15 +15,6 @@ from tconvseg.nn.walk import register_step_rule, step_of
 SIZES = [(17, 17), (33, 45), (97, 131)]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _single_thread():
-    # Tiny tensors on a shared 2-core machine: intra-op threads only contend (seconds per call).
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def _forward_size(module: nn.Module, in_channels: int, size: tuple[int, int]) -> tuple[int, int] | None:
     """Real output ``(h, w)``, or ``None`` when PyTorch refuses the size (too small)."""
     module.eval()

@@ -88,7 +88,7 @@ class MatchedConvTranspose2d(nn.ConvTranspose2d):
             raise ValueError(f"{type(self).__name__}({self.step}): {err}") from None
 
     def forward(self, x: torch.Tensor, output_size: tuple[int, int] | torch.Size | None = None) -> torch.Tensor:  # type: ignore[override]
-        """Upsample ``x`` to ``output_size`` (``(H, W)``); without it, ``output_padding = 0``."""
+        """Bring ``x`` to ``output_size`` (``(H, W)``); without it, ``output_padding = 0``."""
         if output_size is None:
             output_padding: tuple[int, int] = (0, 0)
         else:
