@@ -1,3 +1,4 @@
+import os
 from pathlib import Path
 
 import numpy as np
@@ -8,7 +9,15 @@ from PIL import Image
 from tconvseg.data import CAMVID, CamVidDataset, camvid_index
 from tests.fakes import make_camvid_tree
 
-REAL_CAMVID = Path("/work/shared/datasets/CamVid")
+def _real_camvid() -> Path:
+    """The real CamVid copy: $TCONVSEG_DATA_DIR/CamVid, else ../shared/datasets/CamVid beside the checkout."""
+    candidates = [Path(__file__).resolve().parents[3] / "shared" / "datasets" / "CamVid"]
+    if os.environ.get("TCONVSEG_DATA_DIR"):
+        candidates.insert(0, Path(os.environ["TCONVSEG_DATA_DIR"]) / "CamVid")
+    return next((c for c in candidates if (c / "train").is_dir()), candidates[-1])
+
+
+REAL_CAMVID = _real_camvid()
 
 
 @pytest.mark.parametrize("list_files", ["relative", "absolute", None])

@@ -76,11 +76,6 @@ class MatchedConvTranspose2d(nn.ConvTranspose2d):
             raise ValueError(f"init must be 'bilinear' or 'default', got {init!r}")
         self.requires_grad_(trainable)
 
-    @classmethod
-    def from_step(cls, step: DownStep | nn.Module, channels: int, **kwargs: object) -> MatchedConvTranspose2d:
-        """Channel-preserving matched upsampling (the usual FCN case)."""
-        return cls(channels, channels, step, **kwargs)  # type: ignore[arg-type]
-
     def output_padding_for(self, in_size: tuple[int, int], output_size: tuple[int, int]) -> tuple[int, int]:
         try:
             return self.step.output_padding_for(in_size, output_size)

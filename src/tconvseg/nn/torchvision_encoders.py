@@ -65,15 +65,14 @@ def torchvision_encoder(name: str, *, weights: str | None = None, in_channels: i
 
 
 def _replace_first_conv(layers: list[nn.Module], in_channels: int) -> list[nn.Module]:
-    for layer in layers:
-        for parent in [layer, *layer.modules()]:
-            for child_name, child in parent.named_children():
-                if isinstance(child, nn.Conv2d):
-                    setattr(parent, child_name, _conv_like(child, in_channels))
-                    return layers
-        if isinstance(layer, nn.Conv2d):
-            return [_conv_like(layer, in_channels) if l is layer else l for l in layers]
-    raise ValueError("no Conv2d found to adapt to in_channels")
+    if isinstance(layers[0], nn.Conv2d):
+        return [_conv_like(layers[0], in_channels), *layers[1:]]
+    for parent in layers[0].modules():
+        for child_name, child in parent.named_children():
+            if isinstance(child, nn.Conv2d):
+                setattr(parent, child_name, _conv_like(child, in_channels))
+                return layers
+    raise ValueError(f"no Conv2d at the start of the encoder to adapt to in_channels={in_channels}")
 
 
 def _conv_like(conv: nn.Conv2d, in_channels: int) -> nn.Conv2d:
