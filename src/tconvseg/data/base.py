@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import torch
 from torch.utils.data import Dataset
 from torchvision import tv_tensors
 
+from .decode import check_same_size, load_image
 from .info import DatasetInfo
 
 Transforms = Callable[[Any, Any], tuple[Any, Any]]
@@ -76,3 +78,22 @@ class SegmentationDataset(Dataset[tuple[torch.Tensor, torch.Tensor]]):
             raise IndexError(f"index {index} out of range for {type(self).__name__} of length {len(self)}")
         image, label = self.load_pair(index % len(self))
         return apply_transforms(self.transforms, image, label)
+
+
+class FilePairDataset(SegmentationDataset):
+    """Pairs of ``(image file, label file)`` decoded at each access (VOC, Pets).
+
+    Subclasses fill ``self.pairs`` and implement :meth:`load_label` (decode, check and map one label).
+    """
+
+    pairs: list[tuple[Path, Path]]
+
+    def __len__(self) -> int:
+        return len(self.pairs)
+
+    def load_pair(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        image_path, label_path = self.pairs[index]
+        image = load_image(image_path)
+        label = self.load_label(index)
+        check_same_size(image, label, image_path, label_path)
+        return image, label

@@ -18,8 +18,8 @@ from pathlib import Path
 import torch
 from torchvision.datasets import OxfordIIITPet
 
-from .base import SegmentationDataset, Transforms
-from .decode import allowed_table, check_label_values, check_same_size, load_image, load_label
+from .base import FilePairDataset, Transforms
+from .decode import allowed_table, check_label_values, load_label
 from .errors import DATA_DIR_ENV, DatasetError, DatasetNotFoundError, list_some
 from .info import PETS
 
@@ -50,7 +50,7 @@ def split_indices(n: int, split: str, val_fraction: float, seed: int) -> list[in
     return sorted(perm[:n_val] if split == "val" else perm[n_val:])
 
 
-class PetsDataset(SegmentationDataset):
+class PetsDataset(FilePairDataset):
     """Oxford-IIIT Pet split as ``(image float32 (3, H, W), mask int64 (H, W))`` after ``transforms``.
 
     Args:
@@ -105,16 +105,6 @@ class PetsDataset(SegmentationDataset):
                     f"{list_some(missing)}. Expected {_LAYOUT}."
                 )
         self._allowed = allowed_table([1, 2, 3])
-
-    def __len__(self) -> int:
-        return len(self.pairs)
-
-    def load_pair(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
-        image_path, label_path = self.pairs[index]
-        image = load_image(image_path)
-        label = self.load_label(index)
-        check_same_size(image, label, image_path, label_path)
-        return image, label
 
     def load_label(self, index: int) -> torch.Tensor:
         path = self.pairs[index][1]

@@ -15,15 +15,15 @@ from pathlib import Path
 import torch
 from torchvision.datasets import VOCSegmentation
 
-from .base import SegmentationDataset, Transforms
-from .decode import allowed_table, check_label_values, check_same_size, load_image, load_label
+from .base import FilePairDataset, Transforms
+from .decode import allowed_table, check_label_values, load_label
 from .errors import DATA_DIR_ENV, DatasetError, DatasetNotFoundError, list_some
 from .info import VOC
 
 _EXPECTED_LABELS = f"class indices 0..{VOC.num_classes - 1} or {VOC.ignore_index} (boundary)"
 
 
-class VOCDataset(SegmentationDataset):
+class VOCDataset(FilePairDataset):
     """VOC segmentation split as ``(image float32 (3, H, W), mask int64 (H, W))`` after ``transforms``.
 
     torchvision finds (and with ``download=True`` fetches) the files; decoding and checks are ours so
@@ -85,16 +85,6 @@ class VOCDataset(SegmentationDataset):
             if not download:
                 raise
         return VOCSegmentation(str(self.root), year=year, image_set=split, download=True)
-
-    def __len__(self) -> int:
-        return len(self.pairs)
-
-    def load_pair(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
-        image_path, label_path = self.pairs[index]
-        image = load_image(image_path)
-        label = self.load_label(index)
-        check_same_size(image, label, image_path, label_path)
-        return image, label
 
     def load_label(self, index: int) -> torch.Tensor:
         path = self.pairs[index][1]
