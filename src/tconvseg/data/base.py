@@ -11,6 +11,7 @@ from torch.utils.data import Dataset
 from torchvision import tv_tensors
 
 from .decode import check_same_size, load_image
+from .errors import DatasetNotFoundError, list_some
 from .info import DatasetInfo
 
 Transforms = Callable[[Any, Any], tuple[Any, Any]]
@@ -87,6 +88,16 @@ class FilePairDataset(SegmentationDataset):
     """
 
     pairs: list[tuple[Path, Path]]
+
+    def _check_pairs_exist(self, what: str, label_kind: str, listed_in: str, layout: str) -> None:
+        """Raise naming the listed image / label files that do not exist (``what``: e.g. "VOC split 'train'")."""
+        for column, kind in ((0, "image"), (1, label_kind)):
+            missing = [p[column] for p in self.pairs if not p[column].is_file()]
+            if missing:
+                raise DatasetNotFoundError(
+                    f"{what}: {len(missing)} {kind} file(s) listed in {listed_in} do not exist: "
+                    f"{list_some(missing)}. Expected {layout}."
+                )
 
     def __len__(self) -> int:
         return len(self.pairs)

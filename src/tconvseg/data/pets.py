@@ -20,7 +20,7 @@ from torchvision.datasets import OxfordIIITPet
 
 from .base import FilePairDataset, Transforms
 from .decode import allowed_table, check_label_values, load_label
-from .errors import DATA_DIR_ENV, DatasetError, DatasetNotFoundError, list_some
+from .errors import DATA_DIR_ENV, DatasetError, DatasetNotFoundError
 from .info import PETS
 
 SPLITS = ("train", "val", "trainval", "test")
@@ -97,13 +97,7 @@ class PetsDataset(FilePairDataset):
         self.pairs = [(base / "images" / f"{i}.jpg", base / "annotations" / "trimaps" / f"{i}.png") for i in ids]
         if not self.pairs:
             raise DatasetError(f"Pets split {split!r} under {self.root} is empty; {list_file} lists no images.")
-        for column, kind in ((0, "image"), (1, "trimap")):
-            missing = [p[column] for p in self.pairs if not p[column].is_file()]
-            if missing:
-                raise DatasetNotFoundError(
-                    f"Pets split {split!r}: {len(missing)} {kind} file(s) listed in {list_file} do not exist: "
-                    f"{list_some(missing)}. Expected {_LAYOUT}."
-                )
+        self._check_pairs_exist(f"Pets split {split!r}", "trimap", str(list_file), _LAYOUT)
         self._allowed = allowed_table([1, 2, 3])
 
     def load_label(self, index: int) -> torch.Tensor:

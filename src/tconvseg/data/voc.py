@@ -17,7 +17,7 @@ from torchvision.datasets import VOCSegmentation
 
 from .base import FilePairDataset, Transforms
 from .decode import allowed_table, check_label_values, load_label
-from .errors import DATA_DIR_ENV, DatasetError, DatasetNotFoundError, list_some
+from .errors import DATA_DIR_ENV, DatasetError, DatasetNotFoundError
 from .info import VOC
 
 _EXPECTED_LABELS = f"class indices 0..{VOC.num_classes - 1} or {VOC.ignore_index} (boundary)"
@@ -67,13 +67,7 @@ class VOCDataset(FilePairDataset):
         self.pairs = [(Path(i), Path(m)) for i, m in zip(self._voc.images, self._voc.masks)]
         if not self.pairs:
             raise DatasetError(f"VOC split {split!r} under {self.root} lists no images; expected {layout}.")
-        for column, kind in ((0, "image"), (1, "label")):
-            missing = [p[column] for p in self.pairs if not p[column].is_file()]
-            if missing:
-                raise DatasetNotFoundError(
-                    f"VOC split {split!r}: {len(missing)} {kind} file(s) listed in the split file do not exist: "
-                    f"{list_some(missing)}. Expected {layout}."
-                )
+        self._check_pairs_exist(f"VOC split {split!r}", "label", "the split file", layout)
         self._allowed = allowed_table([*range(VOC.num_classes), VOC.ignore_index])
 
     def _open(self, year: str, split: str, download: bool) -> VOCSegmentation:
