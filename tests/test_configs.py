@@ -8,7 +8,7 @@ import pytest
 from hydra.errors import MissingConfigException
 from hydra.utils import instantiate
 
-from tconvseg.runtime import build_datamodule, build_group, build_system
+from tconvseg.builders import build_datamodule, build_group, build_system
 from tests.fakes import make_camvid_tree, make_pets_tree, make_voc_tree
 from tests.training_helpers import CONFIG_DIR, compose_cfg
 

@@ -31,7 +31,7 @@ def test_train_script_then_eval_console_script(tmp_path):
         pytest.fail("console script tconvseg-eval is not installed next to this Python (pip install -e .)")
     result = run([eval_cmd, "data=synthetic", "data.num_workers=0", f"ckpt_path={checkpoints[0]}"], tmp_path)
     assert "val: per-class IoU" in result.stdout
-    report = json.loads((checkpoints[0].parents[1] / "eval_val.json").read_text())
+    report = json.loads((checkpoints[0].parents[1] / f"eval_val_{checkpoints[0].stem}.json").read_text())
     assert f"{report['metrics']['val/mIoU']:.4f}" in checkpoints[0].name
 
 

@@ -77,7 +77,7 @@ def test_resume_from_last_continues_the_run(tmp_path):
 
 def test_resume_without_a_checkpoint_says_where_it_looked(tmp_path):
     cfg = compose_cfg("train", tmp_path, [*SYNTH, "ckpt_path=last"])
-    with pytest.raises(FileNotFoundError, match="no last.ckpt found under .*train/runs"):
+    with pytest.raises(FileNotFoundError, match="no readable last.ckpt found under .*train/runs"):
         train(cfg)
 
 

@@ -10,7 +10,7 @@ import sys
 import hydra
 from omegaconf import DictConfig
 
-from tconvseg.runtime import config_dir
+from tconvseg.builders import config_dir
 
 
 def _run(config_name: str, task: str) -> None:

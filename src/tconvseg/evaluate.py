@@ -9,67 +9,104 @@ from typing import Any
 
 import lightning as L
 import torch
-from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from rich.console import Console
 from rich.table import Table
 
-from tconvseg.runtime import (
+from tconvseg.builders import build_datamodule, build_system, build_trainer
+from tconvseg.checkpoints import (
     CKPT_MODEL_CONFIG,
-    build_datamodule,
-    build_system,
+    atomic_write_text,
+    check_targets,
+    disable_weight_downloads,
+    find_last_checkpoint,
     load_checkpoint,
-    load_weights,
-    resolve_ckpt_path,
+    run_dir_of,
 )
+from tconvseg.system import SegmentationSystem
 
 log = logging.getLogger(__name__)
 
 
 def evaluate(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
-    """Evaluate ``cfg.ckpt_path`` on ``cfg.split``.
+    """Evaluate ``cfg.ckpt_path`` on ``cfg.split``: print the table, then write the JSON report.
+
+    The report goes to ``output_json`` or ``<run dir>/eval_<split>_<checkpoint stem>.json``,
+    written atomically, so evaluating several checkpoints of one run keeps every result.
 
     Returns ``(metrics, objects)``: metrics named ``<split>/mIoU``, ``<split>/IoU/<class>``, ...
     and ``cfg``, ``datamodule``, ``model``, ``trainer``, ``json_path``.
+
+    Raises:
+        OSError: the report cannot be written (after the table has been printed), naming the path.
     """
     if cfg.get("seed") is not None:
         L.seed_everything(cfg.seed, workers=True)
     torch.set_float32_matmul_precision(cfg.get("float32_matmul_precision", "high"))
-    lookup = OmegaConf.merge(cfg, {"task_name": "train"})  # "last" means the newest training run
-    ckpt_path = resolve_ckpt_path(cfg.ckpt_path, lookup)
+    ckpt_path = _checkpoint_path(cfg)
     checkpoint = load_checkpoint(ckpt_path)
 
     datamodule = build_datamodule(cfg)
     datamodule.splits["test"] = cfg.split  # the test loop scores whichever split was asked for
     model_cfg = cfg.model
     if cfg.get("model_from_checkpoint", True) and CKPT_MODEL_CONFIG in checkpoint:
-        model_cfg = OmegaConf.create(checkpoint[CKPT_MODEL_CONFIG])
+        stored = checkpoint[CKPT_MODEL_CONFIG]
+        check_targets(stored, ckpt_path)
+        model_cfg = OmegaConf.create(disable_weight_downloads(stored))
         log.info("Using the model config stored in the checkpoint (model_from_checkpoint=true)")
     model = build_system(model_cfg, datamodule)
     load_weights(model, checkpoint, ckpt_path)
 
-    trainer: L.Trainer = instantiate(cfg.trainer, logger=False, callbacks=[], enable_checkpointing=False)
+    trainer = build_trainer(cfg, logger=False, callbacks=[], enable_checkpointing=False)
     (result,) = trainer.test(model, datamodule=datamodule, verbose=False)
     metrics = {f"{cfg.split}/{k.removeprefix('test/')}": float(v) for k, v in result.items()}
-
-    json_path = Path(cfg.output_json) if cfg.get("output_json") else _run_dir(ckpt_path) / f"eval_{cfg.split}.json"
-    report = {
-        "checkpoint": str(Path(ckpt_path).resolve()),
-        "split": cfg.split,
-        "epoch": checkpoint.get("epoch"),
-        "metrics": metrics,
-    }
-    json_path.parent.mkdir(parents=True, exist_ok=True)
-    json_path.write_text(json.dumps(report, indent=2))
     print_report(metrics, cfg.split, list(datamodule.info.class_names))
+
+    json_path = Path(cfg.output_json) if cfg.get("output_json") else run_dir_of(ckpt_path) / f"eval_{cfg.split}_{Path(ckpt_path).stem}.json"
+    report = {"checkpoint": str(Path(ckpt_path).resolve()), "split": cfg.split, "epoch": checkpoint.get("epoch"), "metrics": metrics}
+    try:
+        json_path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(json.dumps(report, indent=2), json_path)
+    except OSError as err:
+        raise OSError(
+            f"the evaluation finished (table above) but its report could not be written to {json_path}: "
+            f"{type(err).__name__}: {err}. Expected a writable folder: pass output_json=<path> to write it elsewhere."
+        ) from err
     log.info("Wrote %s", json_path)
     return metrics, {"cfg": cfg, "datamodule": datamodule, "model": model, "trainer": trainer, "json_path": json_path}
 
 
-def _run_dir(ckpt_path: str) -> Path:
-    """The training run's folder: the parent of ``checkpoints/``, else the checkpoint's folder."""
-    folder = Path(ckpt_path).resolve().parent
-    return folder.parent if folder.name == "checkpoints" else folder
+def _checkpoint_path(cfg: DictConfig) -> str:
+    """``cfg.ckpt_path`` as an existing file; ``last``: the newest readable ``last.ckpt`` of training runs."""
+    if cfg.ckpt_path == "last":
+        return find_last_checkpoint(cfg.paths.log_dir, "train")
+    if not Path(cfg.ckpt_path).is_file():
+        raise FileNotFoundError(f"ckpt_path={cfg.ckpt_path}: no such checkpoint file")
+    return str(cfg.ckpt_path)
+
+
+def load_weights(system: SegmentationSystem, checkpoint: dict, path: str) -> None:
+    """Load a checkpoint's weights, explaining any mismatch with the model instead of a torch dump."""
+    state = checkpoint.get("state_dict")
+    if state is None:
+        raise ValueError(f"{path} holds no 'state_dict': not a Lightning checkpoint of a tconvseg model")
+    own = system.state_dict()
+    missing = sorted(set(own) - set(state))
+    unexpected = sorted(set(state) - set(own))
+    reshaped = sorted(k for k in set(own) & set(state) if own[k].shape != state[k].shape)
+    if missing or unexpected or reshaped:
+        trained = checkpoint.get(CKPT_MODEL_CONFIG, {}).get("net", {})
+        parts = [f"{len(missing)} missing", f"{len(unexpected)} unexpected", f"{len(reshaped)} of another shape"]
+        examples = (missing + unexpected + reshaped)[:5]
+        shape_note = "; ".join(f"{k}: checkpoint {tuple(state[k].shape)} vs model {tuple(own[k].shape)}" for k in reshaped[:3])
+        raise ValueError(
+            f"checkpoint {path} was trained with another model: its weights do not fit the configured one "
+            f"({', '.join(parts)} tensors, e.g. {examples}{'; ' + shape_note if shape_note else ''}). "
+            f"The checkpoint's model config: encoder={trained.get('encoder', {}).get('name', trained.get('encoder'))}, "
+            f"topology={trained.get('topology')}, decoder_channels={trained.get('decoder_channels')}. "
+            "Evaluate with model_from_checkpoint=true, or with the model option used for training."
+        )
+    system.load_state_dict(state)
 
 
 def print_report(metrics: dict[str, float], split: str, class_names: list[str], console: Console | None = None) -> None:

@@ -2,58 +2,166 @@
 
 from __future__ import annotations
 
+import copy
 import logging
+from pathlib import Path
 from typing import Any
 
 import lightning as L
 import torch
-from hydra.utils import instantiate
-from omegaconf import DictConfig, OmegaConf
+from hydra.core.hydra_config import HydraConfig
+from lightning.pytorch.utilities.exceptions import SIGTERMException
+from omegaconf import DictConfig, OmegaConf, open_dict
 
-from tconvseg.runtime import StoreModelConfig, build_datamodule, build_group, build_system, resolve_ckpt_path
+from tconvseg.builders import build_datamodule, build_group, build_system, build_trainer
+from tconvseg.callbacks import SeedEachEpoch, StopOnNonFinite, StoreRunInfo
+from tconvseg.checkpoints import (
+    CKPT_RUN_IDENTITY,
+    describe_identity,
+    find_last_checkpoint,
+    identity_mismatch,
+    load_checkpoint,
+    run_dir_of,
+)
+from tconvseg.data import SegmentationDataModule
 
 log = logging.getLogger(__name__)
+
+#: Exit status after SIGTERM (128 + 15, what shells report for a process ended by that signal).
+SIGTERM_EXIT_CODE = 143
 
 
 def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
     """Train (and optionally validate the best checkpoint / test) as the config says.
 
     Returns ``(metrics, objects)``: the final logged metrics as floats (``best/val/...`` for the
-    re-validated best checkpoint), and ``cfg``, ``datamodule``, ``model``, ``trainer``.
+    re-validated best checkpoint), and ``cfg``, ``datamodule``, ``model``, ``trainer``,
+    ``best_checkpoint``, ``finished_before`` (the resumed run had already finished).
+
+    Resuming (``ckpt_path=last`` or a path) continues in the checkpoint's own run folder, so the
+    best score and top-k survive; a run of another experiment / model / data is refused.
+
+    Raises:
+        SystemExit: with status 143 after SIGTERM, once the last complete checkpoint is on disk.
+        tconvseg.callbacks.NonFiniteError: a NaN / infinite loss or gradient.
     """
+    cfg = copy.deepcopy(cfg)
     if cfg.get("seed") is not None:
         L.seed_everything(cfg.seed, workers=True)
     torch.set_float32_matmul_precision(cfg.get("float32_matmul_precision", "high"))
     datamodule = build_datamodule(cfg)
     model = build_system(cfg.model, datamodule)
-    callbacks = build_group(cfg.get("callbacks")) + [StoreModelConfig(cfg.model)]
+    identity = run_identity(cfg, datamodule)
+
+    resume = _resume_point(cfg, identity) if cfg.get("train", True) else None
+    if resume is not None:
+        run_dir = run_dir_of(resume)
+        log.info("Resuming from %s; writing on in its run folder %s", resume, run_dir)
+        with open_dict(cfg):
+            cfg.paths.output_dir = str(run_dir)
+
+    callbacks = [*build_group(cfg.get("callbacks")), StoreRunInfo(_container(cfg.model), identity), StopOnNonFinite()]
+    if cfg.get("seed") is not None:
+        callbacks.append(SeedEachEpoch(cfg.seed))
     loggers = build_group(cfg.get("logger"))
-    trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+    trainer = build_trainer(cfg, callbacks=callbacks, logger=loggers or False)
     _log_plan(cfg, model)
 
     metrics: dict[str, float] = {}
+    objects: dict[str, Any] = {"cfg": cfg, "datamodule": datamodule, "model": model, "trainer": trainer, "finished_before": False}
+    if resume is not None:
+        checkpoint = load_checkpoint(resume)
+        if done := _finished(checkpoint, trainer):
+            log.info("The run of %s is finished (%s): nothing to train. Start a new run without ckpt_path, or raise the limit.", resume, done)
+            best, score = _stored_best(checkpoint)
+            objects.update(finished_before=True, best_checkpoint=best)
+            if score is not None:
+                metrics["best/checkpoint_score"] = score
+            return metrics, objects
+
     if cfg.get("train", True):
-        ckpt_path = resolve_ckpt_path(cfg.get("ckpt_path"), cfg)
-        if ckpt_path:
-            log.info("Resuming from %s", ckpt_path)
-        trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path)
-        metrics.update(_floats(trainer.callback_metrics))
+        try:
+            trainer.fit(model, datamodule=datamodule, ckpt_path=resume, weights_only=True)
+        except SIGTERMException:
+            last = getattr(trainer.checkpoint_callback, "last_model_path", "") or "none written yet"
+            log.error(
+                "Training stopped by SIGTERM at epoch %d, step %d. Last complete checkpoint: %s. Resume with "
+                "ckpt_path=last (the same experiment) to continue from it.", trainer.current_epoch, trainer.global_step, last,
+            )
+            raise SystemExit(SIGTERM_EXIT_CODE) from None
+        metrics.update({k: float(v) for k, v in trainer.callback_metrics.items()})
 
     best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
     if cfg.get("validate_best", True) and best:
         log.info("Validating the best checkpoint %s", best)
-        (result,) = trainer.validate(model, datamodule=datamodule, ckpt_path=best, verbose=False)
+        (result,) = trainer.validate(model, datamodule=datamodule, ckpt_path=best, verbose=False, weights_only=True)
         metrics.update({f"best/{k}": float(v) for k, v in result.items()})
         metrics["best/checkpoint_score"] = float(trainer.checkpoint_callback.best_model_score)
     if cfg.get("test", False):
-        (result,) = trainer.test(model, datamodule=datamodule, ckpt_path=best or None, verbose=False)
+        (result,) = trainer.test(model, datamodule=datamodule, ckpt_path=best or None, verbose=False, weights_only=True)
         metrics.update({k: float(v) for k, v in result.items()})
-    objects = {"cfg": cfg, "datamodule": datamodule, "model": model, "trainer": trainer, "best_checkpoint": best}
+    objects["best_checkpoint"] = best
     return metrics, objects
 
 
-def _floats(values: dict[str, Any]) -> dict[str, float]:
-    return {k: float(v) for k, v in values.items()}
+def run_identity(cfg: DictConfig, datamodule: SegmentationDataModule) -> dict[str, Any]:
+    """What makes two runs "the same run": the Hydra experiment option, the network config, the data."""
+    experiment = None
+    if HydraConfig.initialized():
+        experiment = HydraConfig.get().runtime.choices.get("experiment")
+    net = cfg.model.get("net") if isinstance(cfg.model, DictConfig) else None
+    return {
+        "experiment": experiment,
+        "model": _container(net) if net is not None else None,
+        "data": {
+            "dataset": OmegaConf.select(cfg, "data.dataset._target_"),
+            "info": datamodule.info.name,
+            "num_classes": datamodule.info.num_classes,
+        },
+    }
+
+
+def _container(node: Any) -> Any:
+    return OmegaConf.to_container(node, resolve=True) if isinstance(node, DictConfig) else node
+
+
+def _resume_point(cfg: DictConfig, identity: dict[str, Any]) -> str | None:
+    """The checkpoint to resume from, after checking it is readable and of the same run."""
+    ckpt_path = cfg.get("ckpt_path")
+    if ckpt_path in (None, ""):
+        return None
+    if ckpt_path == "last":
+        return find_last_checkpoint(cfg.paths.log_dir, cfg.task_name, identity)
+    if not Path(ckpt_path).is_file():
+        raise FileNotFoundError(f"ckpt_path={ckpt_path}: no such checkpoint file")
+    stored = load_checkpoint(ckpt_path).get(CKPT_RUN_IDENTITY)
+    differ = identity_mismatch(stored, identity)
+    if differ:
+        raise ValueError(
+            f"ckpt_path={ckpt_path} belongs to another run ({describe_identity(stored)}) than this one "
+            f"({describe_identity(identity)}): {', '.join(differ)} differ. Expected a checkpoint of the same experiment, "
+            "model and data; to fine-tune from it instead, start a new run with matching model options."
+        )
+    return str(ckpt_path)
+
+
+def _finished(checkpoint: dict, trainer: L.Trainer) -> str | None:
+    """Why the checkpointed run has nothing left to do under ``trainer``'s limits, else ``None``."""
+    epochs = OmegaConf.select(OmegaConf.create({"c": checkpoint.get("loops", {})}), "c.fit_loop.epoch_progress.current.completed")
+    steps = checkpoint.get("global_step", 0)
+    if trainer.max_epochs not in (None, -1) and epochs is not None and epochs >= trainer.max_epochs:
+        return f"{epochs} of max_epochs={trainer.max_epochs} epochs done"
+    if trainer.max_steps not in (None, -1) and steps >= trainer.max_steps:
+        return f"{steps} of max_steps={trainer.max_steps} steps done"
+    return None
+
+
+def _stored_best(checkpoint: dict) -> tuple[str, float | None]:
+    for state in checkpoint.get("callbacks", {}).values():
+        if isinstance(state, dict) and "best_model_score" in state:
+            score = state["best_model_score"]
+            return state.get("best_model_path", ""), (float(score) if score is not None else None)
+    return "", None
 
 
 def _log_plan(cfg: DictConfig, model: L.LightningModule) -> None:

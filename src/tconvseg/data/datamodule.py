@@ -9,12 +9,12 @@ mappings fed to :func:`~tconvseg.data.transforms.train_transforms` /
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import lightning
 import torch
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Sampler
 
 from .base import SegmentationDataset, Transforms
 from .errors import DatasetError
@@ -52,6 +52,31 @@ def _build_transforms(
     return builder(**options, **fixed)
 
 
+class EpochShuffleSampler(Sampler[int]):
+    """A random permutation of ``range(num_items)`` that depends only on ``(seed, epoch)``.
+
+    Lightning calls :meth:`set_epoch` before each training epoch. The generator is shared with the
+    :class:`DataLoader`, which draws its worker base seed from it, so the order and the worker
+    seeds of epoch ``e`` are the same whether the run started at epoch 0 or resumed at ``e``.
+    """
+
+    def __init__(self, num_items: int, seed: int, generator: torch.Generator) -> None:
+        self.num_items = num_items
+        self.seed = seed
+        self.generator = generator
+        self.set_epoch(0)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+        self.generator.manual_seed((self.seed + 1_000_003 * epoch) % 2**63)
+
+    def __len__(self) -> int:
+        return self.num_items
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(torch.randperm(self.num_items, generator=self.generator).tolist())
+
+
 class SegmentationDataModule(lightning.LightningDataModule):
     """Train/val/test/predict loaders of ``(images float32 (N, 3, H, W), masks int64 (N, H, W))`` batches.
 
@@ -69,7 +94,8 @@ class SegmentationDataModule(lightning.LightningDataModule):
         splits: overrides of the role -> split-name map ``{"train", "val", "test", "predict"}``.
         drop_last: drop the last incomplete training batch.
         seed: seed of the training shuffle; ``None`` derives it from ``torch.initial_seed()``, which
-            ``lightning.seed_everything`` sets, so seeded runs see the same order.
+            ``lightning.seed_everything`` sets, so seeded runs see the same order. The order of an
+            epoch depends only on the seed and the epoch number (see :class:`EpochShuffleSampler`).
     """
 
     def __init__(
@@ -112,7 +138,6 @@ class SegmentationDataModule(lightning.LightningDataModule):
         self.seed = seed
         self._datasets: dict[tuple[str, str], SegmentationDataset] = {}
         self._weights: dict[str, torch.Tensor] = {}
-        self._train_loaders_made = 0
 
     @property
     def num_classes(self) -> int:
@@ -166,17 +191,17 @@ class SegmentationDataModule(lightning.LightningDataModule):
         # A private generator drives shuffling and worker seeds without drawing from the global RNG,
         # so loaders never shift the model's random stream.
         generator = torch.Generator()
+        sampler = None
         if shuffle:
             base = self.seed if self.seed is not None else torch.initial_seed()
-            # A reloaded loader gets a new order; the modulo keeps unseeded (random 64-bit) bases in range.
-            generator.manual_seed((base + self._train_loaders_made) % 2**63)
-            self._train_loaders_made += 1
+            # The modulo keeps unseeded (random 64-bit) bases in range.
+            sampler = EpochShuffleSampler(len(self.dataset(role)), base % 2**63, generator)
         else:
             generator.manual_seed(0)
         return DataLoader(
             self.dataset(role),
             batch_size=batch_size,
-            shuffle=shuffle,
+            sampler=sampler,
             drop_last=drop_last,
             num_workers=self.num_workers,
             persistent_workers=self.persistent_workers,

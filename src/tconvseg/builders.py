@@ -1,0 +1,72 @@
+"""Objects built from config: data module, training system, trainer, callback / logger groups."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+from hydra.utils import instantiate
+from omegaconf import DictConfig
+
+from tconvseg.checkpoints import AtomicCheckpointIO
+from tconvseg.data import SegmentationDataModule
+from tconvseg.system import SegmentationSystem
+
+
+class ConfigError(ValueError):
+    """A config value that cannot work, explained."""
+
+
+def config_dir() -> Path:
+    """The ``configs/`` folder: ``$TCONVSEG_CONFIG_DIR``, else the one beside ``src/`` in a checkout."""
+    env = os.environ.get("TCONVSEG_CONFIG_DIR")
+    candidate = Path(env) if env else Path(__file__).resolve().parents[2] / "configs"
+    if not (candidate / "train.yaml").is_file():
+        raise FileNotFoundError(
+            f"no Hydra configs at {candidate} (expected train.yaml there). Install tconvseg from a "
+            "checkout with `pip install -e .`, or point TCONVSEG_CONFIG_DIR at the configs/ folder."
+        )
+    return candidate
+
+
+def build_datamodule(cfg: DictConfig) -> SegmentationDataModule:
+    """The data module of ``cfg.data``."""
+    datamodule = instantiate(cfg.data)
+    if not isinstance(datamodule, SegmentationDataModule):
+        raise ConfigError(f"data config builds a {type(datamodule).__name__}, expected a SegmentationDataModule")
+    return datamodule
+
+
+def build_system(model_cfg: DictConfig | dict, datamodule: SegmentationDataModule) -> SegmentationSystem:
+    """The training system from a ``model`` config, with classes taken from the data module.
+
+    A config read from a checkpoint must pass :func:`tconvseg.checkpoints.check_targets` first.
+    """
+    info = datamodule.info
+    # _convert_="all": plain lists / dicts in the hyperparameters keep checkpoints loadable with
+    # torch.load(weights_only=True).
+    system = instantiate(
+        model_cfg,
+        _convert_="all",
+        net={"num_classes": info.num_classes},
+        num_classes=info.num_classes,
+        ignore_index=info.ignore_index,
+        class_names=list(info.class_names),
+    )
+    if not isinstance(system, SegmentationSystem):
+        raise ConfigError(f"model config builds a {type(system).__name__}, expected a SegmentationSystem")
+    return system
+
+
+def build_group(cfg: DictConfig | None) -> list[Any]:
+    """Instantiate every ``_target_`` entry of a callbacks / logger group (``None`` → empty)."""
+    if not cfg:
+        return []
+    return [instantiate(node) for node in cfg.values() if isinstance(node, DictConfig) and "_target_" in node]
+
+
+def build_trainer(cfg: DictConfig, **kwargs: Any) -> L.Trainer:
+    """The Lightning Trainer of ``cfg.trainer``; checkpoints are written atomically and read as data only."""
+    return instantiate(cfg.trainer, plugins=[AtomicCheckpointIO()], **kwargs)

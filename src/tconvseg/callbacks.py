@@ -1,0 +1,94 @@
+"""Lightning callbacks that ``train(cfg)`` always adds: run facts in checkpoints, per-epoch seeding,
+fail-fast on non-finite numbers."""
+
+from __future__ import annotations
+
+import math
+import random
+from collections.abc import Mapping
+from typing import Any
+
+import lightning as L
+import numpy as np
+import torch
+
+from tconvseg.checkpoints import CKPT_MODEL_CONFIG, CKPT_RUN_IDENTITY
+
+
+class StoreRunInfo(L.Callback):
+    """Writes the model config and the run identity into every checkpoint.
+
+    The model config lets evaluation rebuild the same network; the identity (experiment, model,
+    data) lets ``ckpt_path=last`` resume only a run of the same kind.
+    """
+
+    def __init__(self, model_cfg: Mapping[str, Any], identity: Mapping[str, Any]) -> None:
+        self.model_cfg = dict(model_cfg)
+        self.identity = dict(identity)
+
+    def on_save_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict) -> None:
+        checkpoint[CKPT_MODEL_CONFIG] = self.model_cfg
+        checkpoint[CKPT_RUN_IDENTITY] = self.identity
+
+
+def epoch_seed(seed: int, epoch: int) -> int:
+    """A seed for ``epoch`` of a run seeded with ``seed`` (distinct per epoch, in numpy's range)."""
+    return (seed * 1_000_003 + epoch * 7_919 + 1) % 2**32
+
+
+class SeedEachEpoch(L.Callback):
+    """Re-seeds torch, numpy and ``random`` at the start of every training epoch from ``(seed, epoch)``.
+
+    Augmentations drawn in the main process (``num_workers=0``) and any randomness in the model
+    then depend on the epoch number only, not on how many epochs this process has run, so a run
+    resumed from an end-of-epoch checkpoint continues exactly as the uninterrupted run would.
+    (The shuffle is seeded per epoch by the data module's sampler; loader workers, when used,
+    are seeded from that same per-epoch generator.)
+    """
+
+    def __init__(self, seed: int) -> None:
+        self.seed = int(seed)
+
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        value = epoch_seed(self.seed, trainer.current_epoch)
+        torch.manual_seed(value)
+        np.random.seed(value)
+        random.seed(value)
+
+
+class NonFiniteError(FloatingPointError):
+    """Training produced a NaN / infinite loss or gradient."""
+
+
+class StopOnNonFinite(L.Callback):
+    """Stops training at the first non-finite loss or gradient, before the optimizer step uses it.
+
+    Raising here means the epoch never completes, so no checkpoint of the broken weights is
+    written and the last good one stays as it was.
+    """
+
+    def on_before_backward(self, trainer: L.Trainer, pl_module: L.LightningModule, loss: torch.Tensor) -> None:
+        value = float(loss.detach())
+        if not math.isfinite(value):
+            raise NonFiniteError(
+                f"non-finite training loss {value} at global step {trainer.global_step} (epoch {trainer.current_epoch}, "
+                f"batch {trainer.fit_loop.epoch_loop.batch_idx}); training stopped before the optimizer step. Expected a "
+                "finite loss: check the learning rate, the class weights (model.class_weighting) and the input data. "
+                "The last checkpoint written before this step is intact."
+            )
+
+    def on_before_optimizer_step(self, trainer: L.Trainer, pl_module: L.LightningModule, optimizer: torch.optim.Optimizer) -> None:
+        if getattr(trainer.precision_plugin, "scaler", None) is not None:
+            return  # fp16 loss scaling expects occasional inf gradients and skips those steps itself
+        grads = [p.grad for p in pl_module.parameters() if p.grad is not None]
+        if not grads:
+            return
+        norms = torch._foreach_norm(grads)  # one fused pass; inf/nan survive the norm
+        total = float(torch.stack([n.float() for n in norms]).sum())
+        if not math.isfinite(total):
+            bad = [name for name, p in pl_module.named_parameters() if p.grad is not None and not torch.isfinite(p.grad).all()]
+            raise NonFiniteError(
+                f"non-finite gradient at global step {trainer.global_step} (epoch {trainer.current_epoch}) in "
+                f"{len(bad)} parameter(s), e.g. {bad[:3]}; training stopped before the optimizer step. Expected finite "
+                "gradients: lower the learning rate or set trainer.gradient_clip_val. The last checkpoint is intact."
+            )

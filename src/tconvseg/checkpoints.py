@@ -1,0 +1,282 @@
+"""Checkpoint files: safe loading, atomic writing, finding the run to resume, what a run stores.
+
+Trust model: a checkpoint is data, never code. Every load uses ``torch.load(weights_only=True)``
+(the project's own keys are plain containers, strings, numbers and tensors), and the model config
+stored inside a checkpoint is instantiated only after :func:`check_targets` has vetted every
+``_target_`` in it against :data:`ALLOWED_TARGETS`.
+"""
+
+from __future__ import annotations
+
+import glob
+import logging
+import os
+import tempfile
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+from hydra.utils import get_object
+from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
+
+log = logging.getLogger(__name__)
+
+#: Key under which the training run's model config is stored inside each checkpoint.
+CKPT_MODEL_CONFIG = "tconvseg_model_config"
+#: Key under which the run's identity (experiment, model, data) is stored; see :func:`run_identity`.
+CKPT_RUN_IDENTITY = "tconvseg_run"
+
+#: Modules whose callables a checkpoint's stored model config may name, with the kind of object
+#: each may resolve to (``None``: any function or class defined in that module tree). Builders of
+#: networks, losses, schedules and the training system; torch modules and optimizers as classes
+#: only. Nothing here reads or writes files, starts processes or downloads (encoder weights named
+#: in a stored config are switched off by :func:`disable_weight_downloads`).
+ALLOWED_TARGETS: dict[str, type | None] = {
+    "tconvseg.nn": None,
+    "tconvseg.losses": None,
+    "tconvseg.schedules": None,
+    "tconvseg.system": None,
+    "torch.nn": torch.nn.Module,
+    "torch.optim": None,  # optimizers and LR schedulers (classes), checked as classes below
+}
+
+
+class UnsafeCheckpointError(ValueError):
+    """A checkpoint asks for something this project will not run."""
+
+
+def _targets(node: Any, where: str = "model") -> Iterator[tuple[str, Any]]:
+    if isinstance(node, Mapping):
+        for key, value in node.items():
+            if key == "_target_":
+                yield where, value
+            else:
+                yield from _targets(value, f"{where}.{key}")
+    elif isinstance(node, (list, tuple)):
+        for i, value in enumerate(node):
+            yield from _targets(value, f"{where}[{i}]")
+
+
+def _strings(node: Any) -> Iterator[str]:
+    if isinstance(node, Mapping):
+        for key, value in node.items():
+            yield str(key)
+            yield from _strings(value)
+    elif isinstance(node, (list, tuple)):
+        for value in node:
+            yield from _strings(value)
+    elif isinstance(node, str):
+        yield node
+
+
+def _allowed(path: str) -> bool:
+    prefix = next((p for p in ALLOWED_TARGETS if path == p or path.startswith(p + ".")), None)
+    if prefix is None:
+        return False
+    try:
+        obj = get_object(path)
+    except Exception:  # noqa: BLE001 - an unresolvable target is simply not allowed
+        return False
+    # The object must be *defined* under the allowed module, not merely re-exported there
+    # (``tconvseg.nn.os.system`` resolves, but os.system lives in ``posix``).
+    module = getattr(obj, "__module__", "") or ""
+    if not (module == prefix or module.startswith(prefix + ".")):
+        return False
+    if not (isinstance(obj, type) or callable(obj)):
+        return False
+    required = ALLOWED_TARGETS[prefix]
+    if prefix == "torch.optim":
+        return isinstance(obj, type)
+    return required is None or (isinstance(obj, type) and issubclass(obj, required))
+
+
+def check_targets(config: Any, source: str) -> None:
+    """Refuse a stored config that names a callable outside :data:`ALLOWED_TARGETS`.
+
+    Also refuses OmegaConf interpolations (``${...}``): a stored config was saved resolved, so an
+    interpolation can only have been written in by hand, e.g. to read environment variables.
+
+    Raises:
+        UnsafeCheckpointError: naming the offending key, its value and the allowlist.
+    """
+    for where, target in _targets(config):
+        if not isinstance(target, str) or not _allowed(target):
+            raise UnsafeCheckpointError(
+                f"checkpoint {source} asks to build {where}._target_={target!r}, which is not on the allowlist of "
+                f"model parts ({', '.join(p + '.*' for p in ALLOWED_TARGETS)}; torch.nn as module classes only). "
+                "tconvseg refuses to run it. If you trust this checkpoint and wrote that part yourself, evaluate "
+                "with model_from_checkpoint=false and the matching model=... option instead."
+            )
+    for text in _strings(config):
+        if "${" in text:
+            raise UnsafeCheckpointError(
+                f"checkpoint {source} stores an interpolation {text!r} in its model config; expected plain values "
+                "(tconvseg saves configs resolved). Refusing to resolve it."
+            )
+
+
+def disable_weight_downloads(config: dict) -> dict:
+    """A copy of a stored model config with every ``weights:`` set to ``None``.
+
+    The checkpoint's own tensors replace any pretrained weights, so fetching them would only be a
+    network side effect of opening a file.
+    """
+    if isinstance(config, Mapping):
+        return {k: (None if k == "weights" else disable_weight_downloads(v)) for k, v in config.items()}
+    if isinstance(config, list):
+        return [disable_weight_downloads(v) for v in config]
+    return config
+
+
+def load_checkpoint(path: str | os.PathLike[str]) -> dict:
+    """``torch.load(path, weights_only=True)`` on CPU, with one clear error for any unreadable file.
+
+    Raises:
+        ValueError: the file is truncated, not a checkpoint, or holds objects other than plain data
+            (a pickle that would run code is refused by ``weights_only=True`` and never executed).
+    """
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # noqa: BLE001 - any failure means the file is not a usable checkpoint
+        first = str(err).strip().splitlines()[0] if str(err).strip() else ""
+        raise ValueError(
+            f"cannot read checkpoint {path}: {type(err).__name__}: {first[:300]}. Expected a Lightning checkpoint "
+            "written by tconvseg (loaded with weights_only=True: plain tensors and containers, no pickled code)."
+        ) from None
+    if not isinstance(checkpoint, dict):
+        raise ValueError(f"cannot read checkpoint {path}: it holds a {type(checkpoint).__name__}, expected a dict")
+    return checkpoint
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Lightning checkpoint IO that never leaves a half-written file under the final name.
+
+    Lightning's own save goes through an fsspec transaction whose temp file lives in the system temp
+    dir; when that is another filesystem the commit is a copy over the old file, so a kill during
+    the copy destroys the previous checkpoint. Here the temp file sits beside the target, is fsynced,
+    and ``os.replace`` swaps it in (atomic on POSIX and Windows). Loads always use
+    ``weights_only=True``.
+    """
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], path: str | os.PathLike[str], storage_options: Any = None) -> None:
+        if storage_options is not None:
+            raise TypeError(f"{type(self).__name__} takes no storage_options, got {storage_options!r}")
+        atomic_torch_save(checkpoint, Path(path))
+
+    def load_checkpoint(self, path: str | os.PathLike[str], map_location: Any = None, weights_only: bool | None = None) -> dict[str, Any]:
+        if weights_only is False:
+            raise UnsafeCheckpointError(f"refusing to load {path} with weights_only=False: checkpoints are data, never code")
+        if not Path(path).is_file():
+            raise FileNotFoundError(f"checkpoint {path} not found")
+        return load_checkpoint(path)
+
+
+def atomic_torch_save(obj: Any, path: Path) -> None:
+    """``torch.save`` to a temp file in ``path``'s folder, fsync, then ``os.replace`` onto ``path``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            torch.save(obj, handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    _fsync_dir(path.parent)
+
+
+def atomic_write_text(text: str, path: Path) -> None:
+    """Write ``text`` to ``path`` through a temp file in the same folder and ``os.replace``."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _fsync_dir(folder: Path) -> None:
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:  # e.g. Windows cannot open folders; the rename is still atomic there
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def run_dir_of(ckpt_path: str | os.PathLike[str]) -> Path:
+    """The training run's folder: the parent of ``checkpoints/``, else the checkpoint's folder."""
+    folder = Path(ckpt_path).resolve().parent
+    return folder.parent if folder.name == "checkpoints" else folder
+
+
+def identity_mismatch(stored: Mapping[str, Any] | None, current: Mapping[str, Any]) -> list[str]:
+    """The identity fields (``experiment``, ``model``, ``data``) on which two runs differ.
+
+    ``experiment`` is compared only when both sides know it (runs started through Hydra do).
+    """
+    if not stored:
+        return []
+    keys = ["model", "data"]
+    if stored.get("experiment") is not None and current.get("experiment") is not None:
+        keys.insert(0, "experiment")
+    return [k for k in keys if stored.get(k) != current.get(k)]
+
+
+def describe_identity(identity: Mapping[str, Any] | None) -> str:
+    if not identity:
+        return "unknown (no run identity stored)"
+    model = identity.get("model") or {}
+    encoder = model.get("encoder", {})
+    encoder = encoder.get("name", encoder.get("_target_")) if isinstance(encoder, Mapping) else encoder
+    return (
+        f"experiment={identity.get('experiment')}, model={model.get('_target_')} (encoder={encoder}, "
+        f"topology={model.get('topology')}), data={identity.get('data')}"
+    )
+
+
+def find_last_checkpoint(log_dir: str | os.PathLike[str], task_name: str, identity: Mapping[str, Any] | None = None) -> str:
+    """The newest readable ``last*.ckpt`` of ``log_dir/task_name/runs/*`` whose run matches ``identity``.
+
+    Unreadable (truncated, foreign) files are skipped with a warning, so a crash during a write can
+    never make ``ckpt_path=last`` choose a broken file.
+
+    Raises:
+        FileNotFoundError: no readable ``last*.ckpt`` under the pattern.
+        ValueError: there are some, but none of the same experiment / model / data (naming both).
+    """
+    pattern = str(Path(log_dir) / task_name / "runs" / "*" / "checkpoints" / "last*.ckpt")
+    found = sorted(glob.glob(pattern), key=os.path.getmtime, reverse=True)
+    readable: list[tuple[str, dict]] = []
+    for path in found:
+        try:
+            readable.append((path, load_checkpoint(path)))
+        except ValueError as err:
+            log.warning("ckpt_path=last: skipping %s (%s)", path, err)
+    if not readable:
+        raise FileNotFoundError(
+            f"ckpt_path=last: no readable last.ckpt found under {pattern}. Give the checkpoint's path instead "
+            "(ckpt_path=logs/train/runs/<run>/checkpoints/last.ckpt), or start a new run without ckpt_path."
+        )
+    if identity is None:
+        return readable[0][0]
+    for path, checkpoint in readable:
+        if not identity_mismatch(checkpoint.get(CKPT_RUN_IDENTITY), identity):
+            return path
+    newest, checkpoint = readable[0]
+    raise ValueError(
+        f"ckpt_path=last: the newest run {newest} is another experiment ({describe_identity(checkpoint.get(CKPT_RUN_IDENTITY))}) "
+        f"than this one ({describe_identity(identity)}), and no run under {pattern} matches. Expected a run of the same "
+        "experiment, model and data: start a new run (drop ckpt_path) or give ckpt_path=<path> of the run to resume."
+    )
