@@ -1,15 +1,13 @@
-"""Lightning callbacks that ``train(cfg)`` always adds: run facts in checkpoints, per-epoch seeding,
-fail-fast on non-finite numbers."""
+"""Lightning callbacks that ``train(cfg)`` always adds: run facts in checkpoints, fail-fast on
+non-finite numbers."""
 
 from __future__ import annotations
 
 import math
-import random
 from collections.abc import Mapping
 from typing import Any
 
 import lightning as L
-import numpy as np
 import torch
 
 from tconvseg.checkpoints import CKPT_MODEL_CONFIG, CKPT_RUN_IDENTITY
@@ -29,31 +27,6 @@ class StoreRunInfo(L.Callback):
     def on_save_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict) -> None:
         checkpoint[CKPT_MODEL_CONFIG] = self.model_cfg
         checkpoint[CKPT_RUN_IDENTITY] = self.identity
-
-
-def epoch_seed(seed: int, epoch: int) -> int:
-    """A seed for ``epoch`` of a run seeded with ``seed`` (distinct per epoch, in numpy's range)."""
-    return (seed * 1_000_003 + epoch * 7_919 + 1) % 2**32
-
-
-class SeedEachEpoch(L.Callback):
-    """Re-seeds torch, numpy and ``random`` at the start of every training epoch from ``(seed, epoch)``.
-
-    Augmentations drawn in the main process (``num_workers=0``) and any randomness in the model
-    then depend on the epoch number only, not on how many epochs this process has run, so a run
-    resumed from an end-of-epoch checkpoint continues exactly as the uninterrupted run would.
-    (The shuffle is seeded per epoch by the data module's sampler; loader workers, when used,
-    are seeded from that same per-epoch generator.)
-    """
-
-    def __init__(self, seed: int) -> None:
-        self.seed = int(seed)
-
-    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        value = epoch_seed(self.seed, trainer.current_epoch)
-        torch.manual_seed(value)
-        np.random.seed(value)
-        random.seed(value)
 
 
 class NonFiniteError(FloatingPointError):

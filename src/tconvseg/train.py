@@ -14,7 +14,7 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from tconvseg.builders import build_datamodule, build_group, build_system, build_trainer
-from tconvseg.callbacks import SeedEachEpoch, StopOnNonFinite, StoreRunInfo
+from tconvseg.callbacks import StopOnNonFinite, StoreRunInfo
 from tconvseg.checkpoints import (
     CKPT_RUN_IDENTITY,
     describe_identity,
@@ -61,8 +61,6 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
             cfg.paths.output_dir = str(run_dir)
 
     callbacks = [*build_group(cfg.get("callbacks")), StoreRunInfo(_container(cfg.model), identity), StopOnNonFinite()]
-    if cfg.get("seed") is not None:
-        callbacks.append(SeedEachEpoch(cfg.seed))
     loggers = build_group(cfg.get("logger"))
     trainer = build_trainer(cfg, callbacks=callbacks, logger=loggers or False)
     _log_plan(cfg, model)
@@ -147,7 +145,10 @@ def _resume_point(cfg: DictConfig, identity: dict[str, Any]) -> str | None:
 
 def _finished(checkpoint: dict, trainer: L.Trainer) -> str | None:
     """Why the checkpointed run has nothing left to do under ``trainer``'s limits, else ``None``."""
-    epochs = OmegaConf.select(OmegaConf.create({"c": checkpoint.get("loops", {})}), "c.fit_loop.epoch_progress.current.completed")
+    # "processed": an end-of-epoch checkpoint is written during validation, before Lightning counts
+    # the epoch "completed".
+    progress = checkpoint.get("loops", {}).get("fit_loop", {}).get("epoch_progress", {}).get("current", {})
+    epochs = progress.get("processed")
     steps = checkpoint.get("global_step", 0)
     if trainer.max_epochs not in (None, -1) and epochs is not None and epochs >= trainer.max_epochs:
         return f"{epochs} of max_epochs={trainer.max_epochs} epochs done"

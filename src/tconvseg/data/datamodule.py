@@ -9,10 +9,12 @@ mappings fed to :func:`~tconvseg.data.transforms.train_transforms` /
 from __future__ import annotations
 
 import inspect
+import random
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import lightning
+import numpy as np
 import torch
 from torch.utils.data import DataLoader, Sampler
 
@@ -52,29 +54,49 @@ def _build_transforms(
     return builder(**options, **fixed)
 
 
-class EpochShuffleSampler(Sampler[int]):
-    """A random permutation of ``range(num_items)`` that depends only on ``(seed, epoch)``.
+def epoch_seed(seed: int, epoch: int) -> int:
+    """A seed for ``epoch`` of a run seeded with ``seed``: distinct per epoch, in numpy's range."""
+    return (seed * 1_000_003 + epoch * 7_919 + 1) % 2**32
 
-    Lightning calls :meth:`set_epoch` before each training epoch. The generator is shared with the
-    :class:`DataLoader`, which draws its worker base seed from it, so the order and the worker
-    seeds of epoch ``e`` are the same whether the run started at epoch 0 or resumed at ``e``.
+
+class EpochShuffleSampler(Sampler[int]):
+    """The training order: a random permutation that depends only on ``(seed, epoch)``.
+
+    Starting an epoch's iteration also seeds the main process's torch / numpy / ``random`` RNGs
+    from ``(seed, epoch)``. Augmentations drawn in the main process and any randomness in the model
+    then depend on the epoch number alone, not on how many epochs this process has run, so a run
+    resumed from an end-of-epoch checkpoint continues exactly as the uninterrupted run would. This
+    lives here, not in an ``on_train_epoch_start`` hook, because Lightning fetches the first batch
+    of a fit call before that hook runs.
+
+    The generator is shared with the :class:`DataLoader`, which draws its worker base seed from it,
+    so non-persistent workers are seeded per epoch as well. Lightning calls :meth:`set_epoch`
+    before each epoch; ``epoch`` is the first epoch (``trainer.current_epoch`` when resuming).
     """
 
-    def __init__(self, num_items: int, seed: int, generator: torch.Generator) -> None:
+    def __init__(self, num_items: int, seed: int, generator: torch.Generator, epoch: int = 0, seed_globals: bool = True) -> None:
         self.num_items = num_items
         self.seed = seed
         self.generator = generator
-        self.set_epoch(0)
+        self.seed_globals = seed_globals
+        self.set_epoch(epoch)
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
-        self.generator.manual_seed((self.seed + 1_000_003 * epoch) % 2**63)
+        self.generator.manual_seed(epoch_seed(self.seed, epoch))
 
     def __len__(self) -> int:
         return self.num_items
 
     def __iter__(self) -> Iterator[int]:
-        return iter(torch.randperm(self.num_items, generator=self.generator).tolist())
+        value = epoch_seed(self.seed, self.epoch)
+        self.generator.manual_seed(value)
+        order = torch.randperm(self.num_items, generator=self.generator).tolist()
+        if self.seed_globals:
+            torch.manual_seed(value)
+            np.random.seed(value)
+            random.seed(value)
+        return iter(order)
 
 
 class SegmentationDataModule(lightning.LightningDataModule):
@@ -195,7 +217,9 @@ class SegmentationDataModule(lightning.LightningDataModule):
         if shuffle:
             base = self.seed if self.seed is not None else torch.initial_seed()
             # The modulo keeps unseeded (random 64-bit) bases in range.
-            sampler = EpochShuffleSampler(len(self.dataset(role)), base % 2**63, generator)
+            # When resuming, Lightning has restored the epoch counter before it asks for this loader.
+            epoch = self.trainer.current_epoch if self.trainer is not None else 0
+            sampler = EpochShuffleSampler(len(self.dataset(role)), base % 2**63, generator, epoch=epoch)
         else:
             generator.manual_seed(0)
         return DataLoader(
