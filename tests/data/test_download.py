@@ -44,9 +44,8 @@ from tconvseg.data.download import (
     DEFAULT_URL,
     PINNED_COMMIT,
     PINNED_TREE,
-    git_blob_id,
-    git_tree_id,
 )
+from tconvseg.data.integrity import git_blob_id, git_tree_id
 from tests.fakes import make_camvid_tree
 
 # Real git, isolated from the user's and the system's configuration, is the reference for the ids.
@@ -511,4 +510,5 @@ def test_unsafe_member_path_is_refused(tmp_path):
         download_camvid(root, url=archive.as_uri(), tree=None)
     assert_nothing_left(root)
     assert not any(tmp_path.rglob("evil.txt"))
+
 

