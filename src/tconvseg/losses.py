@@ -236,7 +236,7 @@ class OhemCrossEntropy(SegmentationLoss):
         m = pixel_loss.numel()
         n = self.min_kept
         if self.keep_ratio is not None:
-            # round() first: 0.3 * 10 is 3.0000000000000004 in floating point, whose ceil is 4.
+            # round() first: 0.07 * 100 is 7.000000000000001 in floating point, whose ceil is 8.
             n = max(n, math.ceil(round(self.keep_ratio * m, 6)))
         if self.threshold is not None:
             n = max(n, int((torch.exp(-pixel_loss) < self.threshold).sum()))
