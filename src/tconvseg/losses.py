@@ -285,12 +285,13 @@ def _class_mask(classes: str | Sequence[int], present: Tensor) -> Tensor:
 
 
 def _check_classes(classes: str | Sequence[int], allow_list: bool) -> str | tuple[int, ...]:
+    expected = "'present' or 'all' or a list of class indices" if allow_list else "'present' or 'all'"
     if isinstance(classes, str):
         if classes not in ("present", "all"):
-            raise ValueError(f"classes must be 'present' or 'all'{' or a list of class indices' if allow_list else ''}, got {classes!r}")
+            raise ValueError(f"classes must be {expected}, got {classes!r}")
         return classes
     if not allow_list:
-        raise ValueError(f"classes must be 'present' or 'all', got {classes!r}")
+        raise ValueError(f"classes must be {expected}, got {classes!r}")
     chosen = tuple(int(c) for c in classes)
     if not chosen:
         raise ValueError("classes must not be an empty list")
