@@ -15,12 +15,13 @@ The shared contract (enforced by :class:`SegmentationLoss`):
   Each loss documents what it does with the weights (:class:`LovaszSoftmax` ignores them).
   :meth:`SegmentationLoss.set_weight` replaces them later (e.g. once they are computed from data).
 - Pixels whose target equals ``ignore_index`` do not affect the value or the gradient.
-- A batch with nothing to average over (every pixel ignored, or every valid pixel of weight 0)
-  gives ``0``, not NaN, still attached to the graph (its gradient is zero).
+- A batch with nothing to average over (every pixel ignored, or, for the losses that use weights,
+  every counted pixel or class of weight 0) gives ``0``, not NaN, still attached to the graph
+  (its gradient is zero).
 - Bad inputs raise ``ValueError`` naming the value and what was expected: logits not 4-D or not
   floating point, target not int64 or not ``(N, H, W)``, ``len(weight) != K``, target values
-  outside ``[0, K)`` other than ``ignore_index``. The range check reads one flag back from the
-  device (a synchronisation) per call; the region losses synchronise anyway to select pixels.
+  outside ``[0, K)`` other than ``ignore_index``. The range check reads two counts back from the
+  device (one synchronisation) per call; the other losses synchronise anyway to select pixels.
 
 The system builds its loss from a Hydra ``_partial_`` config as
 ``loss_factory(weight=class_weights, ignore_index=ignore_index)``; ``configs/loss/`` holds one
