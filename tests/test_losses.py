@@ -411,7 +411,8 @@ def test_bad_inputs_raise_value_errors(name, logits, target, weight, match):
 @pytest.mark.parametrize(
     ("build", "match"),
     [
-        (lambda: CrossEntropy(weight=[1.0, -1.0]), r"weight must be non-negative, got \[1.0, -1.0\]"),
+        (lambda: CrossEntropy(weight=[1.0, -1.0]), r"weight must be finite and non-negative, got \[1.0, -1.0\]"),
+        (lambda: CrossEntropy(weight=[1.0, float("nan")]), r"weight must be finite and non-negative, got \[1.0, nan\]"),
         (lambda: CrossEntropy(weight=torch.ones(2, 2)), r"weight must be a non-empty 1-D .* got shape \(2, 2\)"),
         (lambda: CrossEntropy(weight=[]), r"weight must be a non-empty 1-D .* got shape \(0,\)"),
         (lambda: CrossEntropy(label_smoothing=1.5), r"label_smoothing must be in \[0, 1\], got 1.5"),
@@ -481,8 +482,7 @@ def test_each_loss_config_builds_a_working_loss(option):
 
 @pytest.mark.parametrize("option", sorted(LOSS_CONFIGS))
 def test_each_loss_config_lands_in_model_loss(option, tmp_path):
-    # train.yaml does not list the group yet, hence "+loss=": the package header puts it at model.loss.
-    cfg = compose_cfg("train", tmp_path, ["data=synthetic", f"+loss={option}"])
+    cfg = compose_cfg("train", tmp_path, ["data=synthetic", f"loss={option}"])
     assert cfg.model.loss._target_ == f"tconvseg.losses.{LOSS_CONFIGS[option].__name__}"
     assert cfg.model.loss._partial_ is True
     assert "loss" not in cfg

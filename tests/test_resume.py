@@ -16,6 +16,7 @@ import lightning as L
 import pytest
 import torch
 
+from tconvseg.builders import ConfigError
 from tconvseg.callbacks import NonFiniteError, StopOnNonFinite
 from tconvseg.checkpoints import load_checkpoint
 from tconvseg.train import SIGTERM_EXIT_CODE, train
@@ -147,8 +148,16 @@ def test_an_explicit_checkpoint_of_another_model_is_refused(tmp_path):
         train(other)
 
 
-def test_nan_loss_stops_training_naming_the_step(tmp_path):
+def test_nan_class_weights_are_refused_before_training(tmp_path):
     cfg = compose_cfg("train", tmp_path, [*SYNTH, "trainer.max_epochs=2", "model.class_weighting=[nan,1,1,1]"])
+    with pytest.raises(ConfigError, match=r"model.class_weighting=\[nan, 1, 1, 1\] is invalid; expected .*4 finite non-negative"):
+        train(cfg)
+    assert not list(tmp_path.rglob("*.ckpt"))
+
+
+def test_nan_loss_stops_training_naming_the_step(tmp_path):
+    cfg = compose_cfg("train", tmp_path, [*SYNTH, "trainer.max_epochs=2", "+callbacks.poison._target_=tests.test_resume.PoisonWeightsAt",
+                                          "+callbacks.poison.step=0"])
     with pytest.raises(NonFiniteError, match=r"non-finite training loss nan at global step 0 \(epoch 0, batch 0\)"):
         train(cfg)
     assert not list(tmp_path.rglob("*.ckpt"))

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 from typing import Any
 
 import lightning as L
 from hydra.utils import instantiate
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from tconvseg.checkpoints import AtomicCheckpointIO
 from tconvseg.data import SegmentationDataModule
@@ -39,21 +40,42 @@ def build_datamodule(cfg: DictConfig) -> SegmentationDataModule:
     return datamodule
 
 
-def build_system(model_cfg: DictConfig | dict, datamodule: SegmentationDataModule) -> SegmentationSystem:
+def build_system(
+    model_cfg: DictConfig | dict, datamodule: SegmentationDataModule, *, compute_class_weights: bool = True
+) -> SegmentationSystem:
     """The training system from a ``model`` config, with classes taken from the data module.
 
-    A config read from a checkpoint must pass :func:`tconvseg.checkpoints.check_targets` first.
+    ``class_weighting`` in the config (``median_frequency`` | ``null`` | a list of ``K`` weights)
+    becomes the system's ``class_weights``; ``median_frequency`` is computed from the data module's
+    train masks, unless ``compute_class_weights`` is false (evaluation: the checkpoint restores
+    them). A config read from a checkpoint must pass :func:`tconvseg.checkpoints.check_targets` first.
     """
     info = datamodule.info
+    options = OmegaConf.to_container(model_cfg, resolve=True) if isinstance(model_cfg, DictConfig) else dict(model_cfg)
+    weighting = options.pop("class_weighting", None)
+    if weighting == "median_frequency":
+        weights = datamodule.class_weights(method="median_frequency") if compute_class_weights else None
+    elif weighting is None:
+        weights = None
+    elif isinstance(weighting, (list, tuple)) and len(weighting) == info.num_classes and all(
+        isinstance(w, (int, float)) and math.isfinite(w) and w >= 0 for w in weighting
+    ):
+        weights = list(weighting)
+    else:
+        raise ConfigError(
+            f"model.class_weighting={weighting!r} is invalid; expected median_frequency, null or a list of "
+            f"{info.num_classes} finite non-negative per-class weights (one per class of {info.name!r})"
+        )
     # _convert_="all": plain lists / dicts in the hyperparameters keep checkpoints loadable with
     # torch.load(weights_only=True).
     system = instantiate(
-        model_cfg,
+        options,
         _convert_="all",
         net={"num_classes": info.num_classes},
         num_classes=info.num_classes,
         ignore_index=info.ignore_index,
         class_names=list(info.class_names),
+        class_weights=weights,
     )
     if not isinstance(system, SegmentationSystem):
         raise ConfigError(f"model config builds a {type(system).__name__}, expected a SegmentationSystem")

@@ -54,7 +54,7 @@ def evaluate(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
         check_targets(stored, ckpt_path)
         model_cfg = OmegaConf.create(disable_weight_downloads(stored))
         log.info("Using the model config stored in the checkpoint (model_from_checkpoint=true)")
-    model = build_system(model_cfg, datamodule)
+    model = build_system(model_cfg, datamodule, compute_class_weights=False)  # restored from the checkpoint
     load_weights(model, checkpoint, ckpt_path)
 
     trainer = build_trainer(cfg, logger=False, callbacks=[], enable_checkpointing=False)

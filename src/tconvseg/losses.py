@@ -54,7 +54,11 @@ LossPart = nn.Module | Callable[..., nn.Module]
 
 
 def _as_weight(weight: WeightLike) -> Tensor | None:
-    """``None`` or a fresh 1-D float32 tensor of non-negative weights (a copy: never aliased)."""
+    """``None`` or a fresh 1-D float32 tensor of finite non-negative weights (a copy: never aliased).
+
+    A NaN weight would otherwise vanish silently: "weight sum > 0" is false for NaN, and the loss
+    would read 0 instead of failing.
+    """
     if weight is None:
         return None
     w = torch.as_tensor(weight).detach().to(dtype=torch.float32).clone()
@@ -62,8 +66,8 @@ def _as_weight(weight: WeightLike) -> Tensor | None:
         raise ValueError(f"weight must be a non-empty 1-D sequence of per-class weights, got shape {tuple(w.shape)}")
     # Non-negative weights make "sum of weights == 0" mean "nothing to average over", which is
     # what lets every loss return 0 there instead of NaN.
-    if bool((w < 0).any()):
-        raise ValueError(f"weight must be non-negative, got {w.tolist()}")
+    if bool((w < 0).any()) or not bool(torch.isfinite(w).all()):
+        raise ValueError(f"weight must be finite and non-negative, got {w.tolist()}")
     return w
 
 

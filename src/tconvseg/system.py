@@ -1,7 +1,9 @@
 """The training system: a LightningModule around any segmentation ``nn.Module``.
 
-It owns the loss (cross-entropy with an ignore index and optional class weights), the metrics
-(whole-split torchmetrics) and the optimizer / schedule, built from partials given by the config.
+It owns the loss (a partial from ``model.loss``, by default weighted cross-entropy with an ignore
+index), the metrics (whole-split torchmetrics) and the optimizer / schedule, all built from
+partials given by the config. Class weights are computed where the data is (the builder) and
+passed in.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from tconvseg.losses import CrossEntropy
 from tconvseg.metrics import SegmentationMetrics
 
 Stage = Literal["train", "val", "test"]
@@ -24,15 +27,20 @@ class SegmentationSystem(L.LightningModule):
     """Train / validate / test / predict a model whose contract is ``(N, C, H, W) -> (N, K, H, W)``.
 
     Args:
-        net: the segmentation network (e.g. :class:`tconvseg.nn.FCN`).
+        net: the segmentation network (e.g. :class:`tconvseg.nn.FCN`). When it has
+            ``forward_with_aux`` (auxiliary heads), training adds ``aux_weight`` times the loss of
+            each auxiliary output; validation, test and prediction use the main output only.
         optimizer: partial taking ``params``.
         scheduler: partial taking ``optimizer`` (and ``total_steps``, filled from the trainer,
             if it has such a parameter); stepped every optimizer step. ``None`` for none.
+        loss: partial taking ``weight`` and ``ignore_index`` (see :mod:`tconvseg.losses`);
+            ``None``: weighted cross-entropy.
         num_classes: ``K``.
         ignore_index: label value left out of loss and metrics.
         class_names: names for the per-class metrics.
-        class_weighting: ``"median_frequency"`` (weights from the data module's train masks at
-            ``setup``), ``None``, or explicit per-class weights.
+        class_weights: ``K`` loss weights, or ``None`` for ones. Kept as a buffer, so they are
+            saved in (and restored from) checkpoints.
+        aux_weight: factor of each auxiliary loss.
 
     Batches are ``(images (N, C, H, W) float, masks (N, H', W') int64)``. When the masks are
     larger than the images (scoring at full label resolution), logits are resized to the mask
@@ -45,39 +53,34 @@ class SegmentationSystem(L.LightningModule):
         net: nn.Module,
         optimizer: Callable[..., torch.optim.Optimizer],
         scheduler: Callable[..., Any] | None = None,
+        loss: Callable[..., nn.Module] | None = None,
         *,
         num_classes: int,
         ignore_index: int,
         class_names: Sequence[str] | None = None,
-        class_weighting: str | Sequence[float] | None = "median_frequency",
+        class_weights: Sequence[float] | torch.Tensor | None = None,
+        aux_weight: float = 0.4,
     ) -> None:
         super().__init__()
-        self.save_hyperparameters(ignore=["net", "optimizer", "scheduler"], logger=False)
+        self.save_hyperparameters(ignore=["net", "optimizer", "scheduler", "loss", "class_weights"], logger=False)
         self.net = net
         self.optimizer_factory = optimizer
         self.scheduler_factory = scheduler
         self.num_classes = num_classes
         self.ignore_index = ignore_index
-        if class_weighting not in (None, "median_frequency") and isinstance(class_weighting, str):
-            raise ValueError(
-                f"class_weighting must be 'median_frequency', null or a list of {num_classes} weights, got {class_weighting!r}"
-            )
+        self.aux_weight = aux_weight
         weights = torch.ones(num_classes)
-        if class_weighting is not None and not isinstance(class_weighting, str):
-            weights = torch.as_tensor(list(class_weighting), dtype=torch.float32)
+        if class_weights is not None:
+            weights = torch.as_tensor(class_weights, dtype=torch.float32).flatten()
             if weights.shape != (num_classes,):
-                raise ValueError(f"class_weighting has {weights.numel()} weights, expected {num_classes}")
+                raise ValueError(f"class_weights has {weights.numel()} weights, expected {num_classes} (one per class)")
         self.register_buffer("class_weights", weights)
+        self.criterion = (loss or CrossEntropy)(weight=weights, ignore_index=ignore_index)
+        # The criterion keeps its own copy of the weights; refresh it when a checkpoint restores ours.
+        self.register_load_state_dict_post_hook(lambda module, _: module.criterion.set_weight(module.class_weights))
         self.train_metrics = SegmentationMetrics(num_classes, ignore_index, class_names)
         self.val_metrics = SegmentationMetrics(num_classes, ignore_index, class_names)
         self.test_metrics = SegmentationMetrics(num_classes, ignore_index, class_names)
-
-    def setup(self, stage: str) -> None:
-        if stage == "fit" and self.hparams.class_weighting == "median_frequency":
-            datamodule = self.trainer.datamodule if self.trainer is not None else None
-            if datamodule is None or not hasattr(datamodule, "class_weights"):
-                raise ValueError("class_weighting='median_frequency' needs a data module with class_weights()")
-            self.class_weights.copy_(datamodule.class_weights(method="median_frequency"))
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.net(images)
@@ -90,8 +93,15 @@ class SegmentationSystem(L.LightningModule):
     def model_step(self, batch: tuple[torch.Tensor, torch.Tensor], stage: Stage) -> torch.Tensor:
         """The one step shared by train / val / test: loss, metric update, logging."""
         images, masks = batch
-        logits = self._logits_at_label_size(self(images), masks)
-        loss = F.cross_entropy(logits, masks, weight=self.class_weights, ignore_index=self.ignore_index)
+        with_aux = getattr(self.net, "forward_with_aux", None)
+        if stage == "train" and with_aux is not None:
+            main, aux = with_aux(images)
+        else:
+            main, aux = self(images), []
+        logits = self._logits_at_label_size(main, masks)
+        loss = self.criterion(logits, masks)
+        for extra in aux:
+            loss = loss + self.aux_weight * self.criterion(self._logits_at_label_size(extra, masks), masks)
         self._metrics(stage).update(logits.argmax(dim=1), masks)
         self.log(f"{stage}/loss", loss, on_step=stage == "train", on_epoch=True, prog_bar=True, batch_size=images.shape[0], sync_dist=stage != "train")
         return loss
