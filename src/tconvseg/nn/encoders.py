@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import nn
 
-from tconvseg.nn.shapes import DownStep, compose
+from tconvseg.nn.shapes import DownStep, as_pair, compose
 from tconvseg.nn.walk import atomic_steps, min_input_size
 
 
@@ -126,11 +126,11 @@ def plain_conv_encoder(
         dilation = spec.get("dilation", 1)
         padding = spec.get("padding")
         if padding is None:
-            padding = tuple(d * (k - 1) // 2 for k, d in zip(_as_pair(kernel), _as_pair(dilation)))
+            padding = tuple(d * (k - 1) // 2 for k, d in zip(as_pair(kernel, "kernel"), as_pair(dilation, "dilation")))
         layers = [
             Conv2dNormActivation(
-                channels, spec["channels"], kernel_size=_as_pair(kernel), stride=_as_pair(stride),
-                padding=_as_pair(padding), dilation=_as_pair(dilation),
+                channels, spec["channels"], kernel_size=as_pair(kernel, "kernel"), stride=as_pair(stride, "stride"),
+                padding=as_pair(padding, "padding"), dilation=as_pair(dilation, "dilation"),
                 norm_layer=norm_layer, activation_layer=activation_layer, inplace=None,
             )
         ]
@@ -145,11 +145,3 @@ def plain_conv_encoder(
         channels = spec["channels"]
     return StagedEncoder(built, in_channels)
 
-
-def _as_pair(value: int | Sequence[int]) -> tuple[int, int]:
-    if isinstance(value, int):
-        return (value, value)
-    items = tuple(int(v) for v in value)
-    if len(items) != 2:
-        raise ValueError(f"expected an int or an [h, w] pair, got {value!r}")
-    return (items[0], items[1])

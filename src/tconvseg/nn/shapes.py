@@ -17,17 +17,22 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from torch import nn
-
 Pair = tuple[int, int]
 
 
-def _pair(value: int | Iterable[int], name: str) -> Pair:
-    if isinstance(value, int):
-        return (value, value)
-    items = tuple(value)
-    if len(items) != 2 or not all(isinstance(v, int) for v in items):
-        raise ValueError(f"{name} must be an int or a pair of ints, got {value!r}")
+def as_pair(value: int | Iterable[int], name: str, *, minimum: int | None = None) -> Pair:
+    """``(h, w)`` from an int (both axes) or a sequence of one or two ints, as PyTorch's layers take them.
+
+    ``name`` is how the message calls the value; with ``minimum`` both items must be at least that.
+    Raises ``ValueError`` (``"<name>=<value> is invalid; expected ..."``) for anything else, bools included.
+    """
+    items = (value, value) if isinstance(value, int) else tuple(value)
+    if len(items) == 1:  # torch accepts one-element sequences for both axes
+        items = items * 2
+    ints = len(items) == 2 and all(isinstance(v, int) and not isinstance(v, bool) for v in items)
+    if not ints or (minimum is not None and min(items) < minimum):
+        bound = "" if minimum is None else f" >= {minimum}"
+        raise ValueError(f"{name}={value!r} is invalid; expected an int{bound} or a pair of such ints")
     return (items[0], items[1])
 
 
@@ -114,7 +119,7 @@ class DownStep:
 
     def __post_init__(self) -> None:
         for name in ("kernel", "stride", "padding", "dilation"):
-            object.__setattr__(self, name, _pair(getattr(self, name), name))
+            object.__setattr__(self, name, as_pair(getattr(self, name), name))
         if min(self.kernel) < 1 or min(self.stride) < 1 or min(self.dilation) < 1:
             raise ValueError(f"kernel, stride and dilation must be >= 1, got {self}")
         if min(self.padding) < 0:
@@ -153,7 +158,7 @@ class DownStep:
 
     def out_size(self, size: Iterable[int]) -> Pair:
         """Output ``(h, w)`` of this step for input ``(h, w)``."""
-        h, w = _pair(tuple(size), "size")
+        h, w = as_pair(tuple(size), "size")
         return (
             conv_out_size(h, self.kernel[0], self.stride[0], self.padding[0], self.dilation[0]),
             conv_out_size(w, self.kernel[1], self.stride[1], self.padding[1], self.dilation[1]),
@@ -162,8 +167,8 @@ class DownStep:
     def output_padding_for(self, in_size: Iterable[int], target: Iterable[int]) -> Pair:
         """``output_padding`` that undoes this step: a transposed conv with the same parameters
         maps ``in_size`` (h, w) to ``target`` (h, w). ``ValueError`` when unreachable."""
-        n = _pair(tuple(in_size), "in_size")
-        t = _pair(tuple(target), "target")
+        n = as_pair(tuple(in_size), "in_size")
+        t = as_pair(tuple(target), "target")
         return (
             output_padding_for(n[0], t[0], self.kernel[0], self.stride[0], self.padding[0], self.dilation[0]),
             output_padding_for(n[1], t[1], self.kernel[1], self.stride[1], self.padding[1], self.dilation[1]),
