@@ -12,8 +12,8 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import nn
 
-from tconvseg.nn.shapes import DownStep, as_pair, compose
-from tconvseg.nn.walk import atomic_steps, min_input_size
+from tconvseg.nn.shapes import DownStep, as_pair, compose, min_input_size, step_between
+from tconvseg.nn.walk import atomic_steps
 
 
 class StagedEncoder(nn.Module):
@@ -58,7 +58,7 @@ class StagedEncoder(nn.Module):
     def step_between(self, finer: int, coarser: int) -> DownStep:
         """The step from the output of stage ``finer`` to that of stage ``coarser``
         (``finer = -1`` is the input image); stage indices count from 0."""
-        return compose(self.steps[finer + 1 : coarser + 1])
+        return step_between(self.steps, finer, coarser)
 
     @property
     def strides(self) -> list[tuple[int, int]]:

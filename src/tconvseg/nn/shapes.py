@@ -14,7 +14,7 @@ dilation maps ``out_size(n)`` back to exactly ``n`` once :func:`output_padding_f
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 Pair = tuple[int, int]
@@ -108,8 +108,8 @@ def output_padding_for(
 class DownStep:
     """One downsampling step in 2-D: kernel, stride, padding and dilation per axis ``(h, w)``.
 
-    Build it from a module with :meth:`from_module`, compose steps with :meth:`then`, and undo it
-    with a transposed convolution of the same parameters (see ``tconvseg.nn.matched``).
+    Read it off a module with :func:`tconvseg.nn.walk.step_of`, compose steps with :meth:`then`, and
+    undo it with a transposed convolution of the same parameters (see ``tconvseg.nn.matched``).
     """
 
     kernel: Pair = (1, 1)
@@ -129,16 +129,6 @@ class DownStep:
     def identity(cls) -> DownStep:
         return cls()
 
-    @classmethod
-    def from_module(cls, module: nn.Module) -> DownStep:
-        """Read the step of a conv / pooling layer, a ``Sequential`` of them, or a known block.
-
-        See :func:`tconvseg.nn.walk.step_of` for the rules; this is a shortcut to it.
-        """
-        from tconvseg.nn.walk import step_of
-
-        return step_of(module)
-
     @property
     def effective_kernel(self) -> Pair:
         return (
@@ -154,7 +144,7 @@ class DownStep:
     @property
     def min_input_size(self) -> Pair:
         """Smallest input size with an output of at least one pixel."""
-        return tuple(max(1, e - 2 * p) for e, p in zip(self.effective_kernel, self.padding))  # type: ignore[return-value]
+        return min_input_size([self])
 
     def out_size(self, size: Iterable[int]) -> Pair:
         """Output ``(h, w)`` of this step for input ``(h, w)``."""
@@ -221,3 +211,28 @@ def compose(steps: Iterable[DownStep], skip_size_preserving: bool = True) -> Dow
             continue
         total = total.then(step)
     return total
+
+
+def step_between(steps: Sequence[DownStep], finer: int, coarser: int) -> DownStep:
+    """The composed step from the output of ``steps[finer]`` to that of ``steps[coarser]``.
+
+    Indices count from 0 and must not be negative, except ``finer = -1`` for the chain's input:
+    ``step_between(steps, -1, i)`` maps the input size to the size after step ``i``.
+    """
+    if not -1 <= finer <= coarser < len(steps):
+        raise ValueError(f"need -1 <= finer <= coarser < {len(steps)}, got finer={finer}, coarser={coarser}")
+    return compose(steps[finer + 1 : coarser + 1])
+
+
+def min_input_size(steps: Iterable[DownStep]) -> Pair:
+    """Smallest input ``(h, w)`` for which every step of the chain, in order, yields at least one pixel.
+
+    Exact, walking the chain backwards: a step's output is ``>= m`` exactly when its input is
+    ``>= (m - 1)s + d(k - 1) + 1 - 2p`` (and every size is ``>= 1``).
+    """
+    need = [1, 1]
+    for step in reversed(list(steps)):
+        for axis in (0, 1):
+            e, p, s = step.effective_kernel[axis], step.padding[axis], step.stride[axis]
+            need[axis] = max(1, (need[axis] - 1) * s + e - 2 * p)
+    return (need[0], need[1])

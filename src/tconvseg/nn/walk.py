@@ -112,26 +112,6 @@ def step_of(module: nn.Module) -> DownStep:
     return compose(atomic_steps(module))
 
 
-def min_input_size(steps: list[DownStep]) -> tuple[int, int]:
-    """Smallest input ``(h, w)`` for which every step in the chain yields at least one pixel."""
-    result = []
-    for axis in (0, 1):
-        n = 1
-        while True:
-            size, ok = n, True
-            for step in steps:
-                e, p, s = step.effective_kernel[axis], step.padding[axis], step.stride[axis]
-                if size + 2 * p < e:
-                    ok = False
-                    break
-                size = (size + 2 * p - e) // s + 1
-            if ok:
-                result.append(n)
-                break
-            n += 1
-    return (result[0], result[1])
-
-
 register_step_rule(BasicBlock, lambda m: (m.conv1, m.conv2))
 register_step_rule(Bottleneck, lambda m: (m.conv1, m.conv2, m.conv3))
 register_step_rule(InvertedResidual, lambda m: m.block)
