@@ -5,7 +5,7 @@ Imports only torch and torchvision (a test checks that Lightning, Hydra and torc
 
 from tconvseg.nn.bilinear import bilinear_kernel_1d, bilinear_kernel_2d, fill_bilinear_
 from tconvseg.nn.decoder_block import DecoderBlock
-from tconvseg.nn.encoders import StagedEncoder, plain_conv_encoder
+from tconvseg.nn.encoders import TORCHVISION_ENCODERS, StagedEncoder, plain_conv_encoder, torchvision_encoder
 from tconvseg.nn.fcn import FCN
 from tconvseg.nn.matched import MatchedConvTranspose2d
 from tconvseg.nn.shapes import (
@@ -16,7 +16,6 @@ from tconvseg.nn.shapes import (
     output_padding_for,
     tconv_out_size,
 )
-from tconvseg.nn.torchvision_encoders import TORCHVISION_ENCODERS, torchvision_encoder
 from tconvseg.nn.walk import atomic_steps, register_step_rule, step_of
 
 __all__ = [

@@ -17,9 +17,8 @@ from torch import nn
 from torchvision.ops.misc import Conv2dNormActivation
 
 from tconvseg.nn.decoder_block import DecoderBlock, Fusion
-from tconvseg.nn.encoders import StagedEncoder
+from tconvseg.nn.encoders import StagedEncoder, torchvision_encoder
 from tconvseg.nn.matched import Init, MatchedConvTranspose2d
-from tconvseg.nn.torchvision_encoders import torchvision_encoder
 
 Topology = Literal["32s", "16s", "8s", "full"]
 

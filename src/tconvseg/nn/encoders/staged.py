@@ -7,12 +7,12 @@ forward at construction, which also checks that the walked steps predict the rea
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import nn
 
-from tconvseg.nn.shapes import DownStep, as_pair, compose, min_input_size, step_between
+from tconvseg.nn.shapes import DownStep, compose, min_input_size, step_between
 from tconvseg.nn.walk import atomic_steps
 
 
@@ -95,53 +95,4 @@ class StagedEncoder(nn.Module):
         finally:
             self.train(was_training)
         return channels
-
-
-def plain_conv_encoder(
-    stages: Sequence[dict],
-    in_channels: int = 3,
-    norm_layer: Callable[..., nn.Module] | None = nn.BatchNorm2d,
-    activation_layer: Callable[..., nn.Module] | None = nn.ReLU,
-) -> StagedEncoder:
-    """A small configurable conv encoder: one stage per entry of ``stages``.
-
-    Each entry is a mapping with ``channels`` (required) and optional ``kernel`` (3),
-    ``stride`` (2), ``padding`` (``dilation*(kernel-1)//2``), ``dilation`` (1) and ``depth``
-    (1: extra 3x3 same-size conv layers after the first). Kernels, strides, paddings and
-    dilations may be ints or ``[h, w]`` pairs.
-    """
-    from torchvision.ops.misc import Conv2dNormActivation
-
-    built: list[nn.Module] = []
-    channels = in_channels
-    known = {"channels", "kernel", "stride", "padding", "dilation", "depth"}
-    for i, spec in enumerate(stages):
-        unknown = set(spec) - known
-        if unknown or "channels" not in spec:
-            raise ValueError(
-                f"plain encoder stage {i}: expected keys {sorted(known)} with 'channels' required, "
-                f"got {dict(spec)}"
-            )
-        kernel, stride = spec.get("kernel", 3), spec.get("stride", 2)
-        dilation = spec.get("dilation", 1)
-        padding = spec.get("padding")
-        if padding is None:
-            padding = tuple(d * (k - 1) // 2 for k, d in zip(as_pair(kernel, "kernel"), as_pair(dilation, "dilation")))
-        layers = [
-            Conv2dNormActivation(
-                channels, spec["channels"], kernel_size=as_pair(kernel, "kernel"), stride=as_pair(stride, "stride"),
-                padding=as_pair(padding, "padding"), dilation=as_pair(dilation, "dilation"),
-                norm_layer=norm_layer, activation_layer=activation_layer, inplace=None,
-            )
-        ]
-        for _ in range(int(spec.get("depth", 1)) - 1):
-            layers.append(
-                Conv2dNormActivation(
-                    spec["channels"], spec["channels"], kernel_size=3,
-                    norm_layer=norm_layer, activation_layer=activation_layer, inplace=None,
-                )
-            )
-        built.append(nn.Sequential(*layers))
-        channels = spec["channels"]
-    return StagedEncoder(built, in_channels)
 
