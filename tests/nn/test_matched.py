@@ -6,7 +6,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import nn
 
-from tconvseg.nn.decoder_block import DecoderBlock
+from tconvseg.nn.blocks import DecoderBlock
 from tconvseg.nn.matched import MatchedConvTranspose2d
 from tconvseg.nn.shapes import DownStep
 from tconvseg.nn.walk import step_of

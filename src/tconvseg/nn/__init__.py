@@ -4,7 +4,7 @@ Imports only torch and torchvision (a test checks that Lightning, Hydra and torc
 """
 
 from tconvseg.nn.bilinear import bilinear_kernel_1d, bilinear_kernel_2d, fill_bilinear_
-from tconvseg.nn.decoder_block import DecoderBlock
+from tconvseg.nn.blocks import DecoderBlock
 from tconvseg.nn.encoders import TORCHVISION_ENCODERS, StagedEncoder, plain_conv_encoder, torchvision_encoder
 from tconvseg.nn.fcn import FCN
 from tconvseg.nn.matched import MatchedConvTranspose2d

@@ -16,7 +16,7 @@ import torch
 from torch import nn
 from torchvision.ops.misc import Conv2dNormActivation
 
-from tconvseg.nn.decoder_block import DecoderBlock, Fusion
+from tconvseg.nn.blocks import DecoderBlock, Fusion
 from tconvseg.nn.encoders import StagedEncoder, torchvision_encoder
 from tconvseg.nn.matched import Init, MatchedConvTranspose2d
 
