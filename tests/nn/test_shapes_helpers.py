@@ -71,15 +71,3 @@ def test_step_between_composes_a_slice_of_the_chain() -> None:
     with pytest.raises(ValueError, match=r"coarser=-2"):
         step_between(chain, -1, -2)  # no negative stage indices: normalise them first
 
-
-def test_shapes_is_pure_arithmetic() -> None:
-    # The layering rule: shapes imports neither torch.nn nor the walker (which imports shapes).
-    import ast
-    import pathlib
-
-    import tconvseg.nn.shapes as shapes
-
-    tree = ast.parse(pathlib.Path(shapes.__file__).read_text())
-    imported = {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
-    imported |= {n.module or "" for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
-    assert not {m for m in imported if m.startswith(("torch", "tconvseg"))}, imported
