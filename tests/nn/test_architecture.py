@@ -69,7 +69,12 @@ def test_importing_tconvseg_nn_loads_no_training_stack():
 
 
 def test_old_import_paths_still_work():
-    from tconvseg.nn import DecoderBlock, StagedEncoder, plain_conv_encoder, torchvision_encoder
+    from tconvseg.nn import (
+        DecoderBlock,
+        StagedEncoder,
+        plain_conv_encoder,
+        torchvision_encoder,
+    )
     from tconvseg.nn.encoders import StagedEncoder as Staged
     from tconvseg.nn.encoders import plain_conv_encoder as plain
 

@@ -4,7 +4,14 @@ import pytest
 import torch
 from torch import nn
 
-from tconvseg.nn import FCN, DecoderBlock, plain_conv_encoder, torchvision_encoder
+from tconvseg.nn import (
+    FCN,
+    DecoderBlock,
+    EncoderDecoder,
+    FCNDecoder,
+    plain_conv_encoder,
+    torchvision_encoder,
+)
 
 ENCODERS = ["resnet18", "resnet34", "resnet50", "vgg16_bn", "mobilenet_v3_large"]
 TOPOLOGIES = ["32s", "16s", "8s", "full"]
@@ -89,3 +96,24 @@ def test_foreign_encoder_in_a_few_lines():
     y = up1(up2(down2(f1), f1), x)
     assert y.shape == (2, 8, 101, 67)
 
+
+
+def test_fcn_is_an_encoder_decoder_with_aux_stages():
+    model = FCN("resnet18", 11, topology="8s", aux_stages=[-2, 2])
+    assert isinstance(model, EncoderDecoder) and isinstance(model.decoder, FCNDecoder)
+    assert model.aux_heads.stages == [3, 2]
+    assert FCN("resnet18", 11).aux_heads is None
+
+
+def test_checkpoints_of_the_flat_fcn_still_load():
+    # Before the decoder was its own part, FCN's decoder layers sat at the top level.
+    model = FCN(plain_conv_encoder([{"channels": 4}, {"channels": 8}, {"channels": 8}]), 3, decoder_channels=4, refine=1)
+    flat = {k.replace("decoder.project.", "head.").replace("decoder.", ""): v for k, v in model.state_dict().items()}
+    assert "final_up.weight" in flat and "head.weight" in flat
+    fresh = FCN(plain_conv_encoder([{"channels": 4}, {"channels": 8}, {"channels": 8}]), 3, decoder_channels=4, refine=1)
+    fresh.load_state_dict(flat)  # strict
+    assert all(torch.equal(a, b) for a, b in zip(fresh.state_dict().values(), model.state_dict().values()))
+    # ... also inside the training system, whose keys carry the prefix "net.".
+    holder = nn.Module()
+    holder.net = fresh
+    holder.load_state_dict({f"net.{k}": v for k, v in flat.items()})

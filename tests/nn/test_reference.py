@@ -13,7 +13,6 @@ from torch import nn
 from tconvseg.nn.reference import conv_transpose2d_reference, deconv_2d
 from tconvseg.nn.shapes import DownStep
 
-
 # --- the seed document's worked examples, number for number -------------------------------------
 
 SEED_X = [[0.0, 1.0], [2.0, 3.0]]

@@ -6,7 +6,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tconvseg.nn.shapes import DownStep, as_pair, compose, conv_out_size, min_input_size, step_between
+from tconvseg.nn.shapes import (
+    DownStep,
+    as_pair,
+    compose,
+    conv_out_size,
+    min_input_size,
+    step_between,
+)
 
 
 @pytest.mark.parametrize(

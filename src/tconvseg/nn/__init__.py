@@ -7,7 +7,12 @@ Imports only torch and torchvision (a test checks that Lightning, Hydra and torc
 from tconvseg.nn.bilinear import bilinear_kernel_1d, bilinear_kernel_2d, fill_bilinear_
 from tconvseg.nn.blocks import DecoderBlock
 from tconvseg.nn.decoders import AuxHeads, FCNDecoder, SkipDecoder, UNetDecoder
-from tconvseg.nn.encoders import TORCHVISION_ENCODERS, StagedEncoder, plain_conv_encoder, torchvision_encoder
+from tconvseg.nn.encoders import (
+    TORCHVISION_ENCODERS,
+    StagedEncoder,
+    plain_conv_encoder,
+    torchvision_encoder,
+)
 from tconvseg.nn.matched import MatchedConvTranspose2d
 from tconvseg.nn.models import FCN, EncoderDecoder, UNet, encoder_decoder
 from tconvseg.nn.shapes import (
