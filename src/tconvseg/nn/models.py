@@ -5,7 +5,8 @@
 encoder's: the smallest size every stage turns into at least one pixel (1x1 for the ResNets and
 MobileNets, 32x32 for VGG). Output: logits ``(N, K, H, W)``. Any H and W above the minimum work
 (odd, prime, not a multiple of 32) because every upsampling undoes known encoder steps and picks
-its ``output_padding`` for the size it must reach. Smaller or misshapen inputs get a ``ValueError``.
+its ``output_padding`` for the size it must reach. Smaller or misshapen inputs get a ``ValueError``
+that says so. (Batch norm in training mode still needs more than one value per channel.)
 """
 
 from __future__ import annotations
