@@ -113,6 +113,6 @@ def test_overrides_reach_the_objects(tmp_path, synthetic_dm):
         ["data=synthetic", "model=fcn8s_resnet18", "model.net.topology=16s", "model.net.encoder.name=resnet34", "data.batch_size=3"],
     )
     system = build_system(cfg.model, synthetic_dm)
-    assert len(system.net.blocks) == 1 and len(system.net.encoder.stages[3]) == 1
+    assert len(system.net.decoder.blocks) == 1 and len(system.net.encoder.stages[3]) == 1
     assert sum(p.numel() for p in system.net.encoder.parameters()) > 21_000_000  # resnet34, not 18
     assert build_datamodule(cfg).batch_size == 3

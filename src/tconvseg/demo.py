@@ -26,7 +26,7 @@ def main(argv: list[str] | None = None) -> None:
     for name in args.encoders:
         model = FCN(torchvision_encoder(name), num_classes=11, topology=args.topology).eval()
         steps = ", ".join(str(s) for s in model.encoder.steps)
-        ups = ", ".join([str(b.up.step) for b in model.blocks] + [str(model.final_up.step)])
+        ups = ", ".join([str(b.up.step) for b in model.decoder.blocks] + [str(model.decoder.final_up.step)])
         table = Table(title=f"FCN-{args.topology} / {name}\nencoder steps: {steps}\nmatched upsampling: {ups}")
         table.add_column("input")
         table.add_column("stage sizes")

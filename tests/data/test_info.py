@@ -43,7 +43,8 @@ def test_info_rejects_inconsistent_fields():
 
 
 def test_data_layer_imports_no_training_code():
-    """The data package may use lightning but nothing else from tconvseg outside tconvseg.data."""
+    """The data package may use lightning but nothing else from tconvseg outside tconvseg.data,
+    except the pure size arithmetic of tconvseg.nn.shapes (its one pair helper)."""
     for file in DATA_PKG.glob("*.py"):
         for node in ast.walk(ast.parse(file.read_text())):
             if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
@@ -53,5 +54,6 @@ def test_data_layer_imports_no_training_code():
             else:
                 continue
             for name in names:
-                assert not name.startswith("tconvseg") or name.startswith("tconvseg.data"), f"{file.name}: {name}"
+                allowed = name.startswith("tconvseg.data") or name == "tconvseg.nn.shapes"
+                assert not name.startswith("tconvseg") or allowed, f"{file.name}: {name}"
         assert len(file.read_text().splitlines()) < 300, file.name

@@ -16,6 +16,8 @@ from torchvision import tv_tensors
 from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as F
 
+from tconvseg.nn.shapes import as_pair
+
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 # torch 2.14's uint8 antialiased resize hits an internal assert for 1x1 outputs, so sides stay >= 2.
@@ -23,10 +25,7 @@ _MIN_SIDE = 2
 
 
 def _pair(value: Sequence[int] | int, key: str) -> tuple[int, int]:
-    items = (value, value) if isinstance(value, int) else tuple(value)
-    if len(items) != 2 or not all(isinstance(v, int) and v > 0 for v in items):
-        raise ValueError(f"transform option {key}={value!r} is invalid; expected a positive int or [height, width]")
-    return items  # type: ignore[return-value]
+    return as_pair(value, f"transform option {key}", minimum=1)
 
 
 class Rescale(v2.Transform):

@@ -1,41 +1,60 @@
-"""Pure-PyTorch layer of tconvseg: shape arithmetic, matched transposed convolutions, encoders, FCN models.
+"""Pure-PyTorch layer of tconvseg: shape arithmetic, matched transposed convolutions, encoders,
+decoders and the encoder → decoder → head model.
 
 Imports only torch and torchvision (a test checks that Lightning, Hydra and torchmetrics stay out).
 """
 
 from tconvseg.nn.bilinear import bilinear_kernel_1d, bilinear_kernel_2d, fill_bilinear_
-from tconvseg.nn.decoder_block import DecoderBlock
-from tconvseg.nn.encoders import StagedEncoder, plain_conv_encoder
-from tconvseg.nn.fcn import FCN
+from tconvseg.nn.blocks import DecoderBlock
+from tconvseg.nn.decoders import AuxHeads, FCNDecoder, SkipDecoder, UNetDecoder
+from tconvseg.nn.encoders import (
+    TORCHVISION_ENCODERS,
+    StagedEncoder,
+    plain_conv_encoder,
+    torchvision_encoder,
+)
 from tconvseg.nn.matched import MatchedConvTranspose2d
+from tconvseg.nn.models import FCN, EncoderDecoder, UNet, encoder_decoder
 from tconvseg.nn.shapes import (
     DownStep,
+    as_pair,
     compose,
     conv_out_size,
     effective_kernel,
+    min_input_size,
     output_padding_for,
+    step_between,
     tconv_out_size,
 )
-from tconvseg.nn.torchvision_encoders import TORCHVISION_ENCODERS, torchvision_encoder
 from tconvseg.nn.walk import atomic_steps, register_step_rule, step_of
 
 __all__ = [
+    "AuxHeads",
     "DecoderBlock",
     "DownStep",
+    "EncoderDecoder",
     "FCN",
+    "FCNDecoder",
     "MatchedConvTranspose2d",
+    "SkipDecoder",
     "StagedEncoder",
     "TORCHVISION_ENCODERS",
+    "UNet",
+    "UNetDecoder",
+    "as_pair",
     "atomic_steps",
     "bilinear_kernel_1d",
     "bilinear_kernel_2d",
     "compose",
     "conv_out_size",
     "effective_kernel",
+    "encoder_decoder",
     "fill_bilinear_",
+    "min_input_size",
     "output_padding_for",
     "plain_conv_encoder",
     "register_step_rule",
+    "step_between",
     "step_of",
     "tconv_out_size",
     "torchvision_encoder",

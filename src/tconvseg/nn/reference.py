@@ -14,7 +14,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
-Pair = tuple[int, int]
+from tconvseg.nn.shapes import as_pair
 
 
 def deconv_2d(X: Tensor, K: Tensor) -> Tensor:
@@ -28,17 +28,6 @@ def deconv_2d(X: Tensor, K: Tensor) -> Tensor:
         for j in range(k_w):
             Y[i : i + n_h, j : j + n_w] += K[i, j] * X
     return Y
-
-
-def _pair(value: int | Sequence[int], name: str) -> Pair:
-    if isinstance(value, int) and not isinstance(value, bool):
-        return (value, value)
-    items = tuple(value)
-    if len(items) == 1:  # torch accepts one-element sequences as well
-        items = items * 2
-    if len(items) != 2 or not all(isinstance(v, int) and not isinstance(v, bool) for v in items):
-        raise ValueError(f"{name} must be an int or a pair of ints, got {value!r}")
-    return (items[0], items[1])
 
 
 def conv_transpose2d_reference(
@@ -58,8 +47,8 @@ def conv_transpose2d_reference(
     (unbatched in, unbatched out) with ``H_out = (H-1)*sH - 2*pH + dH*(kH-1) + opH + 1``, same for W.
     Raises ``ValueError`` for arguments ``conv_transpose2d`` rejects.
     """
-    s, p = _pair(stride, "stride"), _pair(padding, "padding")
-    op, d = _pair(output_padding, "output_padding"), _pair(dilation, "dilation")
+    s, p = as_pair(stride, "stride"), as_pair(padding, "padding")
+    op, d = as_pair(output_padding, "output_padding"), as_pair(dilation, "dilation")
     if min(s) < 1 or min(d) < 1:
         raise ValueError(f"stride and dilation must be >= 1, got stride={s}, dilation={d}")
     if min(p) < 0 or min(op) < 0:

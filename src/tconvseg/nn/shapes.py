@@ -14,20 +14,25 @@ dilation maps ``out_size(n)`` back to exactly ``n`` once :func:`output_padding_f
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-
-from torch import nn
 
 Pair = tuple[int, int]
 
 
-def _pair(value: int | Iterable[int], name: str) -> Pair:
-    if isinstance(value, int):
-        return (value, value)
-    items = tuple(value)
-    if len(items) != 2 or not all(isinstance(v, int) for v in items):
-        raise ValueError(f"{name} must be an int or a pair of ints, got {value!r}")
+def as_pair(value: int | Iterable[int], name: str, *, minimum: int | None = None) -> Pair:
+    """``(h, w)`` from an int (both axes) or a sequence of one or two ints, as PyTorch's layers take them.
+
+    ``name`` is how the message calls the value; with ``minimum`` both items must be at least that.
+    Raises ``ValueError`` (``"<name>=<value> is invalid; expected ..."``) for anything else, bools included.
+    """
+    items = (value, value) if isinstance(value, int) else tuple(value)
+    if len(items) == 1:  # torch accepts one-element sequences for both axes
+        items = items * 2
+    ints = len(items) == 2 and all(isinstance(v, int) and not isinstance(v, bool) for v in items)
+    if not ints or (minimum is not None and min(items) < minimum):
+        bound = "" if minimum is None else f" >= {minimum}"
+        raise ValueError(f"{name}={value!r} is invalid; expected an int{bound} or a pair of such ints")
     return (items[0], items[1])
 
 
@@ -103,8 +108,8 @@ def output_padding_for(
 class DownStep:
     """One downsampling step in 2-D: kernel, stride, padding and dilation per axis ``(h, w)``.
 
-    Build it from a module with :meth:`from_module`, compose steps with :meth:`then`, and undo it
-    with a transposed convolution of the same parameters (see ``tconvseg.nn.matched``).
+    Read it off a module with :func:`tconvseg.nn.walk.step_of`, compose steps with :meth:`then`, and
+    undo it with a transposed convolution of the same parameters (see ``tconvseg.nn.matched``).
     """
 
     kernel: Pair = (1, 1)
@@ -114,7 +119,7 @@ class DownStep:
 
     def __post_init__(self) -> None:
         for name in ("kernel", "stride", "padding", "dilation"):
-            object.__setattr__(self, name, _pair(getattr(self, name), name))
+            object.__setattr__(self, name, as_pair(getattr(self, name), name))
         if min(self.kernel) < 1 or min(self.stride) < 1 or min(self.dilation) < 1:
             raise ValueError(f"kernel, stride and dilation must be >= 1, got {self}")
         if min(self.padding) < 0:
@@ -123,16 +128,6 @@ class DownStep:
     @classmethod
     def identity(cls) -> DownStep:
         return cls()
-
-    @classmethod
-    def from_module(cls, module: nn.Module) -> DownStep:
-        """Read the step of a conv / pooling layer, a ``Sequential`` of them, or a known block.
-
-        See :func:`tconvseg.nn.walk.step_of` for the rules; this is a shortcut to it.
-        """
-        from tconvseg.nn.walk import step_of
-
-        return step_of(module)
 
     @property
     def effective_kernel(self) -> Pair:
@@ -149,11 +144,11 @@ class DownStep:
     @property
     def min_input_size(self) -> Pair:
         """Smallest input size with an output of at least one pixel."""
-        return tuple(max(1, e - 2 * p) for e, p in zip(self.effective_kernel, self.padding))  # type: ignore[return-value]
+        return min_input_size([self])
 
     def out_size(self, size: Iterable[int]) -> Pair:
         """Output ``(h, w)`` of this step for input ``(h, w)``."""
-        h, w = _pair(tuple(size), "size")
+        h, w = as_pair(tuple(size), "size")
         return (
             conv_out_size(h, self.kernel[0], self.stride[0], self.padding[0], self.dilation[0]),
             conv_out_size(w, self.kernel[1], self.stride[1], self.padding[1], self.dilation[1]),
@@ -162,8 +157,8 @@ class DownStep:
     def output_padding_for(self, in_size: Iterable[int], target: Iterable[int]) -> Pair:
         """``output_padding`` that undoes this step: a transposed conv with the same parameters
         maps ``in_size`` (h, w) to ``target`` (h, w). ``ValueError`` when unreachable."""
-        n = _pair(tuple(in_size), "in_size")
-        t = _pair(tuple(target), "target")
+        n = as_pair(tuple(in_size), "in_size")
+        t = as_pair(tuple(target), "target")
         return (
             output_padding_for(n[0], t[0], self.kernel[0], self.stride[0], self.padding[0], self.dilation[0]),
             output_padding_for(n[1], t[1], self.kernel[1], self.stride[1], self.padding[1], self.dilation[1]),
@@ -216,3 +211,28 @@ def compose(steps: Iterable[DownStep], skip_size_preserving: bool = True) -> Dow
             continue
         total = total.then(step)
     return total
+
+
+def step_between(steps: Sequence[DownStep], finer: int, coarser: int) -> DownStep:
+    """The composed step from the output of ``steps[finer]`` to that of ``steps[coarser]``.
+
+    Indices count from 0 and must not be negative, except ``finer = -1`` for the chain's input:
+    ``step_between(steps, -1, i)`` maps the input size to the size after step ``i``.
+    """
+    if not -1 <= finer <= coarser < len(steps):
+        raise ValueError(f"need -1 <= finer <= coarser < {len(steps)}, got finer={finer}, coarser={coarser}")
+    return compose(steps[finer + 1 : coarser + 1])
+
+
+def min_input_size(steps: Iterable[DownStep]) -> Pair:
+    """Smallest input ``(h, w)`` for which every step of the chain, in order, yields at least one pixel.
+
+    Exact, walking the chain backwards: a step's output is ``>= m`` exactly when its input is
+    ``>= (m - 1)s + d(k - 1) + 1 - 2p`` (and every size is ``>= 1``).
+    """
+    need = [1, 1]
+    for step in reversed(list(steps)):
+        for axis in (0, 1):
+            e, p, s = step.effective_kernel[axis], step.padding[axis], step.stride[axis]
+            need[axis] = max(1, (need[axis] - 1) * s + e - 2 * p)
+    return (need[0], need[1])

@@ -5,10 +5,10 @@ Rules, in order:
 1. ``nn.Conv2d``, ``nn.MaxPool2d``, ``nn.AvgPool2d``: their own kernel / stride / padding /
    dilation. ``ceil_mode=True`` and string paddings that are not size-preserving are refused,
    because their size map is not a single step.
-2. A type registered with :func:`register_step_rule` (torchvision's ``BasicBlock``,
-   ``Bottleneck``, ``InvertedResidual``, ``SqueezeExcitation`` are registered here): the rule
-   lists the sub-modules on the main path, or says the module keeps the size. The rule of the
-   most specific registered class (first in the module type's MRO) wins.
+2. A type registered with :func:`register_step_rule`: the rule lists the sub-modules on the main
+   path, or says the module keeps the size. The rule of the most specific registered class (first
+   in the module type's MRO) wins. Encoder families register the rules of their blocks beside
+   their builders (torchvision's in ``tconvseg.nn.encoders.torchvision``).
 3. A module without children (norms, activations, dropout, ...): size-preserving. Leaves known
    to resize by other means (``ConvTranspose2d``, ``PixelShuffle``, ``LPPool2d``, ...) are
    refused rather than silently read as size-preserving.
@@ -25,9 +25,6 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 
 from torch import nn
-from torchvision.models.mobilenetv3 import InvertedResidual
-from torchvision.models.resnet import BasicBlock, Bottleneck
-from torchvision.ops.misc import SqueezeExcitation
 
 from tconvseg.nn.shapes import DownStep, compose
 
@@ -110,29 +107,3 @@ def _main_path(module: nn.Module) -> list[nn.Module]:
 def step_of(module: nn.Module) -> DownStep:
     """The composed downsampling step of ``module`` (see the module docstring for the rules)."""
     return compose(atomic_steps(module))
-
-
-def min_input_size(steps: list[DownStep]) -> tuple[int, int]:
-    """Smallest input ``(h, w)`` for which every step in the chain yields at least one pixel."""
-    result = []
-    for axis in (0, 1):
-        n = 1
-        while True:
-            size, ok = n, True
-            for step in steps:
-                e, p, s = step.effective_kernel[axis], step.padding[axis], step.stride[axis]
-                if size + 2 * p < e:
-                    ok = False
-                    break
-                size = (size + 2 * p - e) // s + 1
-            if ok:
-                result.append(n)
-                break
-            n += 1
-    return (result[0], result[1])
-
-
-register_step_rule(BasicBlock, lambda m: (m.conv1, m.conv2))
-register_step_rule(Bottleneck, lambda m: (m.conv1, m.conv2, m.conv3))
-register_step_rule(InvertedResidual, lambda m: m.block)
-register_step_rule(SqueezeExcitation, lambda m: None)  # a gate: scales channels, keeps the size

@@ -1,7 +1,9 @@
 """Encoders built from torchvision classification backbones.
 
 Each backbone's feature layers are listed once (``_FEATURE_LAYERS``); the stages, their steps and
-their channels are then read from the modules by :meth:`StagedEncoder.from_layers`.
+their channels are then read from the modules by :meth:`StagedEncoder.from_layers`. The walker
+learns torchvision's residual and inverted-residual blocks here, where they are used: their main
+path is listed, their shortcut left out (``register_step_rule`` at the end of this file).
 Pretrained weights come through torchvision's weights enums and are downloaded only when asked
 for (``weights="DEFAULT"`` or a named enum member), into torchvision's cache (``$TORCH_HOME``).
 """
@@ -12,8 +14,12 @@ from collections.abc import Callable
 
 import torchvision
 from torch import nn
+from torchvision.models.mobilenetv3 import InvertedResidual
+from torchvision.models.resnet import BasicBlock, Bottleneck
+from torchvision.ops.misc import SqueezeExcitation
 
-from tconvseg.nn.encoders import StagedEncoder
+from tconvseg.nn.encoders.staged import StagedEncoder
+from tconvseg.nn.walk import register_step_rule
 
 
 def _resnet_layers(m: nn.Module) -> list[nn.Module]:
@@ -80,3 +86,9 @@ def _conv_like(conv: nn.Conv2d, in_channels: int) -> nn.Conv2d:
         in_channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding,
         conv.dilation, 1, conv.bias is not None, conv.padding_mode,
     )
+
+
+register_step_rule(BasicBlock, lambda m: (m.conv1, m.conv2))
+register_step_rule(Bottleneck, lambda m: (m.conv1, m.conv2, m.conv3))
+register_step_rule(InvertedResidual, lambda m: m.block)
+register_step_rule(SqueezeExcitation, lambda m: None)  # a gate: scales channels, keeps the size

@@ -1,4 +1,4 @@
-"""The decoder block: matched upsampling, skip fusion, conv-norm-activation."""
+"""Decoder building blocks: matched upsampling, skip fusion, conv-norm-activation (:class:`DecoderBlock`)."""
 
 from __future__ import annotations
 

@@ -13,7 +13,6 @@ from torch import nn
 from tconvseg.nn.reference import conv_transpose2d_reference, deconv_2d
 from tconvseg.nn.shapes import DownStep
 
-
 # --- the seed document's worked examples, number for number -------------------------------------
 
 SEED_X = [[0.0, 1.0], [2.0, 3.0]]
@@ -209,7 +208,7 @@ X4, W4 = torch.zeros(1, 4, 3, 3), torch.zeros(4, 2, 3, 3)
         ((X4, W4), {"dilation": (1, 0)}, r"dilation=\(1, 0\)"),
         ((X4, W4), {"padding": -1}, r"padding=\(-1, -1\)"),
         ((X4, W4), {"output_padding": -1}, r"output_padding=\(-1, -1\)"),
-        ((X4, W4), {"stride": (1, 2, 3)}, r"stride must be an int or a pair of ints, got \(1, 2, 3\)"),
+        ((X4, W4), {"stride": (1, 2, 3)}, r"stride=\(1, 2, 3\) is invalid; expected an int or a pair"),
         ((X4, W4), {"groups": 0}, r"groups must be a positive int, got 0"),
         ((X4, torch.zeros(3, 2, 3, 3)), {}, r"weight.shape\[0\] must equal the input channels 4"),
         ((X4, W4, torch.zeros(3)), {}, r"bias must have shape \(2,\).*got \(3,\)"),

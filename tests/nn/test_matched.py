@@ -6,9 +6,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import nn
 
-from tconvseg.nn.decoder_block import DecoderBlock
+from tconvseg.nn.blocks import DecoderBlock
 from tconvseg.nn.matched import MatchedConvTranspose2d
 from tconvseg.nn.shapes import DownStep
+from tconvseg.nn.walk import step_of
 
 
 @pytest.mark.filterwarnings("ignore:the matched transposed conv")
@@ -19,7 +20,7 @@ from tconvseg.nn.shapes import DownStep
 )
 def test_undoes_its_conv_for_any_size(k, s, p, d, h, w):
     conv = nn.Conv2d(1, 2, k, s, p, d)
-    step = DownStep.from_module(conv)
+    step = step_of(conv)
     if h < step.min_input_size[0] or w < step.min_input_size[1]:
         return
     x = torch.zeros(1, 1, h, w)

@@ -261,8 +261,8 @@ def test_output_padding_for_examples() -> None:
         ({"stride": (1, 0)}, r"kernel, stride and dilation must be >= 1, got k1 s1x0 p0"),
         ({"dilation": 0}, r"must be >= 1"),
         ({"padding": (0, -1)}, r"padding must be >= 0, got k1 s1 p0x-1"),
-        ({"kernel": (1, 2, 3)}, r"kernel must be an int or a pair of ints, got \(1, 2, 3\)"),
-        ({"stride": (1.5, 2)}, r"stride must be an int or a pair of ints"),
+        ({"kernel": (1, 2, 3)}, r"kernel=\(1, 2, 3\) is invalid; expected an int or a pair of such ints"),
+        ({"stride": (1.5, 2)}, r"stride=\(1.5, 2\) is invalid"),
     ],
 )
 def test_downstep_validation(kwargs: dict, match: str) -> None:

@@ -7,13 +7,13 @@ forward at construction, which also checks that the walked steps predict the rea
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import nn
 
-from tconvseg.nn.shapes import DownStep, compose
-from tconvseg.nn.walk import atomic_steps, min_input_size
+from tconvseg.nn.shapes import DownStep, compose, min_input_size, step_between
+from tconvseg.nn.walk import atomic_steps
 
 
 class StagedEncoder(nn.Module):
@@ -58,7 +58,7 @@ class StagedEncoder(nn.Module):
     def step_between(self, finer: int, coarser: int) -> DownStep:
         """The step from the output of stage ``finer`` to that of stage ``coarser``
         (``finer = -1`` is the input image); stage indices count from 0."""
-        return compose(self.steps[finer + 1 : coarser + 1])
+        return step_between(self.steps, finer, coarser)
 
     @property
     def strides(self) -> list[tuple[int, int]]:
@@ -96,60 +96,3 @@ class StagedEncoder(nn.Module):
             self.train(was_training)
         return channels
 
-
-def plain_conv_encoder(
-    stages: Sequence[dict],
-    in_channels: int = 3,
-    norm_layer: Callable[..., nn.Module] | None = nn.BatchNorm2d,
-    activation_layer: Callable[..., nn.Module] | None = nn.ReLU,
-) -> StagedEncoder:
-    """A small configurable conv encoder: one stage per entry of ``stages``.
-
-    Each entry is a mapping with ``channels`` (required) and optional ``kernel`` (3),
-    ``stride`` (2), ``padding`` (``dilation*(kernel-1)//2``), ``dilation`` (1) and ``depth``
-    (1: extra 3x3 same-size conv layers after the first). Kernels, strides, paddings and
-    dilations may be ints or ``[h, w]`` pairs.
-    """
-    from torchvision.ops.misc import Conv2dNormActivation
-
-    built: list[nn.Module] = []
-    channels = in_channels
-    known = {"channels", "kernel", "stride", "padding", "dilation", "depth"}
-    for i, spec in enumerate(stages):
-        unknown = set(spec) - known
-        if unknown or "channels" not in spec:
-            raise ValueError(
-                f"plain encoder stage {i}: expected keys {sorted(known)} with 'channels' required, "
-                f"got {dict(spec)}"
-            )
-        kernel, stride = spec.get("kernel", 3), spec.get("stride", 2)
-        dilation = spec.get("dilation", 1)
-        padding = spec.get("padding")
-        if padding is None:
-            padding = tuple(d * (k - 1) // 2 for k, d in zip(_as_pair(kernel), _as_pair(dilation)))
-        layers = [
-            Conv2dNormActivation(
-                channels, spec["channels"], kernel_size=_as_pair(kernel), stride=_as_pair(stride),
-                padding=_as_pair(padding), dilation=_as_pair(dilation),
-                norm_layer=norm_layer, activation_layer=activation_layer, inplace=None,
-            )
-        ]
-        for _ in range(int(spec.get("depth", 1)) - 1):
-            layers.append(
-                Conv2dNormActivation(
-                    spec["channels"], spec["channels"], kernel_size=3,
-                    norm_layer=norm_layer, activation_layer=activation_layer, inplace=None,
-                )
-            )
-        built.append(nn.Sequential(*layers))
-        channels = spec["channels"]
-    return StagedEncoder(built, in_channels)
-
-
-def _as_pair(value: int | Sequence[int]) -> tuple[int, int]:
-    if isinstance(value, int):
-        return (value, value)
-    items = tuple(int(v) for v in value)
-    if len(items) != 2:
-        raise ValueError(f"expected an int or an [h, w] pair, got {value!r}")
-    return (items[0], items[1])

@@ -1,13 +1,11 @@
-"""Encoders: stages, steps and channels are read from the modules and predict real sizes."""
+"""torchvision encoders: stages, steps and channels are read from the modules and predict real sizes."""
 
 import pytest
 import torch
 import torchvision
-from torch import nn
 
-from tconvseg.nn.encoders import StagedEncoder, plain_conv_encoder
+from tconvseg.nn.encoders import TORCHVISION_ENCODERS, torchvision_encoder
 from tconvseg.nn.shapes import DownStep
-from tconvseg.nn.torchvision_encoders import TORCHVISION_ENCODERS, torchvision_encoder
 
 REQUIRED = ["resnet18", "resnet34", "resnet50", "vgg16_bn", "mobilenet_v3_large"]
 
@@ -69,41 +67,3 @@ def test_pretrained_weights_load_from_torchvision_cache(tmp_path, monkeypatch):
 def test_other_input_channels_replace_the_first_conv():
     enc = torchvision_encoder("resnet18", in_channels=1)
     assert enc(torch.randn(1, 1, 33, 35))[-1].shape[1] == 512
-
-
-def test_plain_encoder_follows_its_config():
-    enc = plain_conv_encoder(
-        [
-            {"channels": 8, "kernel": 5, "stride": 3, "padding": 1},
-            {"channels": 12, "kernel": [3, 5], "stride": [2, 1], "padding": [0, 2]},
-            {"channels": 16, "depth": 3},
-        ]
-    )
-    assert enc.steps == [DownStep(5, 3, 1), DownStep((3, 5), (2, 1), (0, 2)), DownStep(3, 2, 1)]
-    assert enc.out_channels == [8, 12, 16]
-    assert len(enc.stages[2]) == 3
-
-
-def test_plain_encoder_rejects_unknown_keys():
-    with pytest.raises(ValueError, match="stage 0: expected keys.*'chanels'"):
-        plain_conv_encoder([{"chanels": 8}])
-
-
-def test_a_wrongly_walked_block_is_caught_by_the_probe():
-    class Sneaky(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.conv = nn.Conv2d(3, 3, 3, 1, 1)
-
-        def forward(self, x):
-            return self.conv(x)[..., ::2, ::2]  # downsamples without a strided layer
-
-    with pytest.raises(ValueError, match=r"stage 0 \(Sneaky\) produced size \(19, 21\).*register_step_rule"):
-        StagedEncoder([Sneaky()])
-
-
-def test_from_layers_groups_full_resolution_layers_into_the_first_stage():
-    layers = [nn.Conv2d(3, 4, 3, 1, 1), nn.ReLU(), nn.MaxPool2d(2), nn.Conv2d(4, 4, 3, 1, 1), nn.MaxPool2d(2)]
-    enc = StagedEncoder.from_layers(layers)
-    assert [len(s) for s in enc.stages] == [4, 1]
-    assert enc.strides == [(2, 2), (4, 4)]

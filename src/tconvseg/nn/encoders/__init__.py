@@ -1,0 +1,9 @@
+"""Encoders: a :class:`StagedEncoder` (stages with their channels and steps, read off the modules)
+and builders for it. A new encoder family is one file here that returns a ``StagedEncoder`` and
+registers the step rules of its blocks (see ``torchvision.py``)."""
+
+from tconvseg.nn.encoders.plain import plain_conv_encoder
+from tconvseg.nn.encoders.staged import StagedEncoder
+from tconvseg.nn.encoders.torchvision import TORCHVISION_ENCODERS, torchvision_encoder
+
+__all__ = ["TORCHVISION_ENCODERS", "StagedEncoder", "plain_conv_encoder", "torchvision_encoder"]
