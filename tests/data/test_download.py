@@ -46,7 +46,7 @@ from tconvseg.data.download import (
     PINNED_TREE,
 )
 from tconvseg.data.integrity import git_blob_id, git_tree_id
-from tconvseg.runtime import build_datamodule
+from tconvseg.builders import build_datamodule
 from tests.fakes import make_camvid_tree
 from tests.training_helpers import CONFIG_DIR, compose_cfg
 
