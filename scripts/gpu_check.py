@@ -68,13 +68,15 @@ def check_models() -> list[dict]:
 
 def check_training(tmp: Path) -> dict:
     from hydra import compose, initialize_config_dir
+
+    from tconvseg.entry import CONFIG_DIR
     from omegaconf import open_dict
 
     from tconvseg.evaluate import evaluate
     from tconvseg.train import train
 
     def cfg(name: str, overrides: list[str]):
-        with initialize_config_dir(config_dir=str(Path(__file__).resolve().parents[1] / "configs"), version_base="1.3"):
+        with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
             c = compose(config_name=name, overrides=overrides, return_hydra_config=True)
         with open_dict(c):
             c.paths.log_dir = str(tmp / "logs")

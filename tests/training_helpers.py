@@ -7,7 +7,9 @@ from pathlib import Path
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig, open_dict
 
-CONFIG_DIR = str(Path(__file__).resolve().parents[1] / "configs")
+from tconvseg.entry import CONFIG_DIR as PACKAGED_CONFIGS
+
+CONFIG_DIR = str(PACKAGED_CONFIGS)
 
 #: Overrides that make any training config cheap and quiet on a CPU.
 CHEAP = [

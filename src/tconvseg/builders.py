@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import math
-import os
-from pathlib import Path
 from typing import Any
 
 import lightning as L
@@ -18,18 +16,6 @@ from tconvseg.system import SegmentationSystem
 
 class ConfigError(ValueError):
     """A config value that cannot work, explained."""
-
-
-def config_dir() -> Path:
-    """The ``configs/`` folder: ``$TCONVSEG_CONFIG_DIR``, else the one beside ``src/`` in a checkout."""
-    env = os.environ.get("TCONVSEG_CONFIG_DIR")
-    candidate = Path(env) if env else Path(__file__).resolve().parents[2] / "configs"
-    if not (candidate / "train.yaml").is_file():
-        raise FileNotFoundError(
-            f"no Hydra configs at {candidate} (expected train.yaml there). Install tconvseg from a "
-            "checkout with `pip install -e .`, or point TCONVSEG_CONFIG_DIR at the configs/ folder."
-        )
-    return candidate
 
 
 def build_datamodule(cfg: DictConfig) -> SegmentationDataModule:

@@ -1,4 +1,4 @@
-"""``evaluate(cfg)``: score a checkpoint on a split, print a table, write JSON. ``scripts/eval.py`` wraps it."""
+"""``evaluate(cfg)``: score a checkpoint on a split, print a table, write JSON; ``main()`` is ``tconvseg-eval``."""
 
 from __future__ import annotations
 
@@ -23,6 +23,7 @@ from tconvseg.checkpoints import (
     load_checkpoint,
     run_dir_of,
 )
+from tconvseg.entry import run_hydra
 from tconvseg.system import SegmentationSystem
 
 log = logging.getLogger(__name__)
@@ -74,6 +75,16 @@ def evaluate(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
         ) from err
     log.info("Wrote %s", json_path)
     return metrics, {"cfg": cfg, "datamodule": datamodule, "model": model, "trainer": trainer, "json_path": json_path}
+
+
+def _task(cfg: DictConfig) -> float | None:
+    metrics, _ = evaluate(cfg)
+    return metrics.get(f"{cfg.split}/mIoU")
+
+
+def main() -> None:
+    """``tconvseg-eval`` / ``python scripts/eval.py ckpt_path=...``: Hydra overrides on the command line."""
+    run_hydra(_task, "eval")
 
 
 def _checkpoint_path(cfg: DictConfig) -> str:

@@ -1,4 +1,4 @@
-"""``train(cfg)``: fit a model from a composed Hydra config. ``scripts/train.py`` wraps it."""
+"""``train(cfg)``: fit a model from a composed Hydra config; ``main()`` is the ``tconvseg-train`` entry point."""
 
 from __future__ import annotations
 
@@ -24,6 +24,7 @@ from tconvseg.checkpoints import (
     run_dir_of,
 )
 from tconvseg.data import SegmentationDataModule
+from tconvseg.entry import objective, run_hydra
 
 log = logging.getLogger(__name__)
 
@@ -71,10 +72,10 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
         checkpoint = load_checkpoint(resume)
         if done := _finished(checkpoint, trainer):
             log.info("The run of %s is finished (%s): nothing to train. Start a new run without ckpt_path, or raise the limit.", resume, done)
-            best, score = _stored_best(checkpoint)
+            best, score, monitor = _stored_best(checkpoint)
             objects.update(finished_before=True, best_checkpoint=best)
             if score is not None:
-                metrics["best/checkpoint_score"] = score
+                metrics.update({"best/checkpoint_score": score, f"best/{monitor}": score})
             return metrics, objects
 
     if cfg.get("train", True):
@@ -100,6 +101,16 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
         metrics.update({k: float(v) for k, v in result.items()})
     objects["best_checkpoint"] = best
     return metrics, objects
+
+
+def _task(cfg: DictConfig) -> float | None:
+    metrics, _ = train(cfg)
+    return objective(metrics, cfg)  # what a Hydra sweeper optimises
+
+
+def main() -> None:
+    """``tconvseg-train`` / ``python scripts/train.py``: Hydra overrides on the command line."""
+    run_hydra(_task, "train")
 
 
 def run_identity(cfg: DictConfig, datamodule: SegmentationDataModule) -> dict[str, Any]:
@@ -157,12 +168,13 @@ def _finished(checkpoint: dict, trainer: L.Trainer) -> str | None:
     return None
 
 
-def _stored_best(checkpoint: dict) -> tuple[str, float | None]:
+def _stored_best(checkpoint: dict) -> tuple[str, float | None, str | None]:
+    """The best checkpoint's path, score and monitored metric, as the checkpoint callback stored them."""
     for state in checkpoint.get("callbacks", {}).values():
         if isinstance(state, dict) and "best_model_score" in state:
             score = state["best_model_score"]
-            return state.get("best_model_path", ""), (float(score) if score is not None else None)
-    return "", None
+            return state.get("best_model_path", ""), (float(score) if score is not None else None), state.get("monitor")
+    return "", None, None
 
 
 def _log_plan(cfg: DictConfig, model: L.LightningModule) -> None:

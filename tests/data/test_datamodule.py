@@ -5,6 +5,8 @@ from pathlib import Path
 import lightning
 import numpy as np
 import pytest
+
+from tconvseg.entry import CONFIG_DIR
 import torch
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
@@ -13,7 +15,7 @@ from PIL import Image
 from tconvseg.data import DatasetError, DatasetNotFoundError, SegmentationDataModule, synthetic_split
 from tests.fakes import make_camvid_tree, make_pets_tree, make_voc_tree, write_png
 
-CONFIGS = Path(__file__).resolve().parents[2] / "configs" / "data"
+CONFIGS = CONFIG_DIR / "data"
 
 
 def build(name: str, data_dir: Path, **overrides):
