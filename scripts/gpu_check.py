@@ -68,10 +68,9 @@ def check_models() -> list[dict]:
 
 def check_training(tmp: Path) -> dict:
     from hydra import compose, initialize_config_dir
-
-    from tconvseg.entry import CONFIG_DIR
     from omegaconf import open_dict
 
+    from tconvseg.entry import CONFIG_DIR
     from tconvseg.evaluate import evaluate
     from tconvseg.train import train
 

@@ -8,7 +8,7 @@ import pytest
 from hydra.errors import MissingConfigException
 from hydra.utils import instantiate
 
-from tconvseg.builders import build_datamodule, build_group, build_system
+from tconvseg.builders import ConfigError, build_datamodule, build_group, build_system
 from tests.fakes import make_camvid_tree, make_pets_tree, make_voc_tree
 from tests.training_helpers import CONFIG_DIR, compose_cfg
 
@@ -35,7 +35,7 @@ def test_every_model_option_builds_and_runs(option, tmp_path, synthetic_dm):
 
 def test_the_base_model_option_asks_for_an_encoder(tmp_path, synthetic_dm):
     cfg = compose_cfg("train", tmp_path, ["data=synthetic", "model=base"])
-    with pytest.raises(Exception, match="encoder"):
+    with pytest.raises(ConfigError, match=r"model.net.encoder has no value .*model=base is the shared parent"):
         build_system(cfg.model, synthetic_dm)
 
 

@@ -59,7 +59,8 @@ def test_a_non_editable_install_trains_from_outside_the_checkout(tmp_path):
     assert build.returncode == 0, build.stderr[-3000:]
     assert (target / "tconvseg" / "configs" / "train.yaml").is_file()
     env = {**os.environ, "PYTHONPATH": str(target), "PROJECT_ROOT": str(elsewhere)}
-    where = subprocess.run([sys.executable, "-c", "import tconvseg; print(tconvseg.__file__)"], env=env, capture_output=True, text=True, cwd=elsewhere)
+    probe = [sys.executable, "-c", "import tconvseg; print(tconvseg.__file__)"]
+    where = subprocess.run(probe, env=env, capture_output=True, text=True, cwd=elsewhere)
     assert where.stdout.startswith(str(target)), where.stdout + where.stderr  # not the checkout
     result = run([str(target / "bin" / "tconvseg-train"), "debug=fdr", "data=synthetic", "model=tiny", *QUIET],
                  elsewhere, env={"PYTHONPATH": str(target)})

@@ -8,6 +8,7 @@ from typing import Any
 import lightning as L
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import MissingMandatoryValue
 
 from tconvseg.checkpoints import AtomicCheckpointIO
 from tconvseg.data import SegmentationDataModule
@@ -37,7 +38,13 @@ def build_system(
     them). A config read from a checkpoint must pass :func:`tconvseg.checkpoints.check_targets` first.
     """
     info = datamodule.info
-    options = OmegaConf.to_container(model_cfg, resolve=True) if isinstance(model_cfg, DictConfig) else dict(model_cfg)
+    try:
+        options = OmegaConf.to_container(model_cfg, resolve=True, throw_on_missing=True) if isinstance(model_cfg, DictConfig) else dict(model_cfg)
+    except MissingMandatoryValue as err:
+        raise ConfigError(
+            f"model.{err.full_key} has no value (???): expected the model option to set it. model=base is the shared "
+            "parent of the model options, not a model: pick e.g. model=fcn8s_resnet18, or set the key on the command line."
+        ) from None
     weighting = options.pop("class_weighting", None)
     if weighting == "median_frequency":
         weights = datamodule.class_weights(method="median_frequency") if compute_class_weights else None

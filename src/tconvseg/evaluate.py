@@ -133,5 +133,6 @@ def print_report(metrics: dict[str, float], split: str, class_names: list[str], 
     summary = Table(title=f"{split}: summary (%)")
     for key in ("mIoU", "pixel_acc", "mean_class_acc", "loss"):
         summary.add_column(key, justify="right")
-    summary.add_row(*(f"{100 * metrics[f'{split}/{k}']:.2f}" if k != "loss" else f"{metrics[f'{split}/loss']:.4f}" for k in ("mIoU", "pixel_acc", "mean_class_acc", "loss")))
+    percentages = [f"{100 * metrics[f'{split}/{k}']:.2f}" for k in ("mIoU", "pixel_acc", "mean_class_acc")]
+    summary.add_row(*percentages, f"{metrics[f'{split}/loss']:.4f}")
     console.print(summary)

@@ -103,7 +103,9 @@ class SegmentationSystem(L.LightningModule):
         for extra in aux:
             loss = loss + self.aux_weight * self.criterion(self._logits_at_label_size(extra, masks), masks)
         self._metrics(stage).update(logits.argmax(dim=1), masks)
-        self.log(f"{stage}/loss", loss, on_step=stage == "train", on_epoch=True, prog_bar=True, batch_size=images.shape[0], sync_dist=stage != "train")
+        self.log(
+            f"{stage}/loss", loss, on_step=stage == "train", on_epoch=True, prog_bar=True, batch_size=images.shape[0], sync_dist=stage != "train"
+        )
         return loss
 
     def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:

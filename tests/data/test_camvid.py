@@ -9,6 +9,7 @@ from PIL import Image
 from tconvseg.data import CAMVID, CamVidDataset, camvid_index
 from tests.fakes import make_camvid_tree
 
+
 def _real_camvid() -> Path:
     """The real CamVid copy: $TCONVSEG_DATA_DIR/CamVid, else ../shared/datasets/CamVid beside the checkout."""
     candidates = [Path(__file__).resolve().parents[3] / "shared" / "datasets" / "CamVid"]

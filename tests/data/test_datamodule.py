@@ -5,14 +5,14 @@ from pathlib import Path
 import lightning
 import numpy as np
 import pytest
-
-from tconvseg.entry import CONFIG_DIR
 import torch
+from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 from PIL import Image
 
 from tconvseg.data import DatasetError, DatasetNotFoundError, SegmentationDataModule, synthetic_split
+from tconvseg.entry import CONFIG_DIR
 from tests.fakes import make_camvid_tree, make_pets_tree, make_voc_tree, write_png
 
 CONFIGS = CONFIG_DIR / "data"
@@ -115,9 +115,9 @@ def test_setup_validates_the_stage_splits_early(tmp_path):
 
 def test_configuration_errors_are_named(tmp_path):
     # Hydra wraps constructor errors in InstantiationException, keeping our message.
-    with pytest.raises(Exception, match=r"unknown train_transforms option\(s\) \['flip'\]"):
+    with pytest.raises(InstantiationException, match=r"unknown train_transforms option\(s\) \['flip'\]"):
         build("synthetic", tmp_path, train_transforms={"flip": 0.5})
-    with pytest.raises(Exception, match=r"unknown splits key\(s\) \['validation'\]"):
+    with pytest.raises(InstantiationException, match=r"unknown splits key\(s\) \['validation'\]"):
         build("synthetic", tmp_path, splits={"validation": "val"})
     dm = build("synthetic", tmp_path, **{"dataset.num_classes": 5})
     with pytest.raises(DatasetError, match="has 5 classes .* info 'synthetic' has 4"):

@@ -30,6 +30,7 @@ from pathlib import Path
 
 import pytest
 
+from tconvseg.builders import build_datamodule
 from tconvseg.data import (
     CamVidDataset,
     DatasetError,
@@ -46,7 +47,6 @@ from tconvseg.data.download import (
     PINNED_TREE,
 )
 from tconvseg.data.integrity import git_blob_id, git_tree_id
-from tconvseg.builders import build_datamodule
 from tests.fakes import make_camvid_tree
 from tests.training_helpers import CONFIG_DIR, compose_cfg
 

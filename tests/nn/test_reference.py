@@ -175,7 +175,7 @@ def test_matches_torch_forward_and_gradients(seed: int) -> None:
             assert g is None, f"{name}: unexpected gradient for {cfg}"
             continue
         assert g.shape == t.shape, f"{name}: shape {tuple(g.shape)} != torch {tuple(t.shape)} for {cfg}"
-        torch.testing.assert_close(g, t, rtol=1e-10, atol=1e-10, msg=lambda m: f"{name} differs for {cfg}: {m}")
+        torch.testing.assert_close(g, t, rtol=1e-10, atol=1e-10, msg=lambda m, name=name: f"{name} differs for {cfg}: {m}")
 
 
 def test_accepts_lists_and_keywords_like_torch() -> None:
