@@ -209,3 +209,14 @@ def test_kill_9_at_random_moments_never_leaves_a_broken_last_checkpoint(tmp_path
         assert proc.wait() == -9  # killed, not finished
         checkpoint = load_checkpoint(target)
         assert float(checkpoint["w"].sum()) == pytest.approx(checkpoint["sum"], rel=1e-4, abs=1e-2)
+
+
+def test_training_writes_every_checkpoint_through_an_atomic_rename(tmp_path, monkeypatch):
+    replaced = []
+    real_replace = os.replace
+    monkeypatch.setattr(os, "replace", lambda a, b: replaced.append((Path(a), Path(b))) or real_replace(a, b))
+    _, objects = train(compose_cfg("train", tmp_path, [*SYNTH, "trainer.max_epochs=1", "validate_best=false"]))
+    assert isinstance(objects["trainer"].strategy.checkpoint_io, AtomicCheckpointIO)
+    written = sorted(tmp_path.rglob("*.ckpt"))
+    assert written and sorted(b for _, b in replaced if b.suffix == ".ckpt") == written
+    assert all(a.parent == b.parent for a, b in replaced)
