@@ -65,15 +65,27 @@ def test_every_trainer_option_composes(option, tmp_path):
         assert cfg.trainer.accelerator == "gpu"
 
 
+EXPECTED_CALLBACKS = {
+    "default": ["LearningRateMonitor", "ModelCheckpoint", "RichProgressBar"],
+    "with_early_stopping": ["EarlyStopping", "LearningRateMonitor", "ModelCheckpoint", "RichProgressBar"],
+    "none": [],
+    "model_checkpoint": ["ModelCheckpoint"],
+    "lr_monitor": ["LearningRateMonitor"],
+    "rich_progress_bar": ["RichProgressBar"],
+    "early_stopping": ["EarlyStopping"],
+}
+
+
+def test_every_callbacks_option_is_listed_here():
+    assert sorted(EXPECTED_CALLBACKS) == options("callbacks")
+
+
 @pytest.mark.parametrize("option", options("callbacks"))
 def test_every_callbacks_option_builds(option, tmp_path):
     cfg = compose_cfg("train", tmp_path, [f"callbacks={option}"])
     callbacks = build_group(cfg.get("callbacks"))
-    names = {type(c).__name__ for c in callbacks}
-    if option == "default":
-        assert names == {"ModelCheckpoint", "LearningRateMonitor", "RichProgressBar"}
-    if option == "with_early_stopping":
-        assert "EarlyStopping" in names and "ModelCheckpoint" in names
+    names = sorted(type(c).__name__ for c in callbacks)
+    assert names == EXPECTED_CALLBACKS[option]
 
 
 @pytest.mark.parametrize("option", options("logger"))

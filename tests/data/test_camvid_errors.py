@@ -20,7 +20,7 @@ def test_missing_root_mentions_layout_download_and_env_var(tmp_path):
     with pytest.raises(DatasetNotFoundError) as err:
         CamVidDataset(root, "train")
     msg = str(err.value)
-    assert str(root) in msg and "trainannot/" in msg and "download=True" in msg and "TCONVSEG_DATA_DIR" in msg
+    assert str(root) in msg and "trainannot/" in msg and "data.dataset.download=true" in msg and "TCONVSEG_DATA_DIR" in msg
     assert isinstance(err.value, FileNotFoundError) and isinstance(err.value, ValueError)
 
 

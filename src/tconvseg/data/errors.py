@@ -29,3 +29,11 @@ def list_some(paths: Sequence[Path | str], limit: int = 5) -> str:
     shown = ", ".join(str(p) for p in paths[:limit])
     rest = len(paths) - limit
     return f"{shown} (and {rest} more)" if rest > 0 else shown
+
+
+def download_hint(holds: str, what: str = "it") -> str:
+    """The one "how to get the data" sentence, in Hydra override syntax (the way users pass it)."""
+    return (
+        f"Add data.dataset.download=true to the command to fetch {what}, or set the environment variable "
+        f"{DATA_DIR_ENV} to the directory that contains {holds}."
+    )

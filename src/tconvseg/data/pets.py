@@ -20,7 +20,7 @@ from torchvision.datasets import OxfordIIITPet
 
 from .base import FilePairDataset, Transforms
 from .decode import allowed_table, check_label_values, load_label
-from .errors import DATA_DIR_ENV, DatasetError, DatasetNotFoundError
+from .errors import DatasetError, DatasetNotFoundError, download_hint
 from .info import PETS
 
 SPLITS = ("train", "val", "trainval", "test")
@@ -82,8 +82,7 @@ class PetsDataset(FilePairDataset):
             OxfordIIITPet(str(self.root), split=source, target_types="segmentation", download=download)
         except RuntimeError as exc:  # torchvision: images/ or annotations/ missing
             raise DatasetNotFoundError(
-                f"Oxford-IIIT Pet not found under {self.root}: expected {_LAYOUT}. Pass download=True to fetch "
-                f"it, or set the environment variable {DATA_DIR_ENV} to the directory that contains oxford-iiit-pet/."
+                f"Oxford-IIIT Pet not found under {self.root}: expected {_LAYOUT}. {download_hint('oxford-iiit-pet/')}"
             ) from exc
         except FileNotFoundError as exc:
             raise DatasetNotFoundError(f"Pets split list {list_file} does not exist; expected {_LAYOUT}.") from exc

@@ -17,7 +17,7 @@ from torchvision.datasets import VOCSegmentation
 
 from .base import FilePairDataset, Transforms
 from .decode import allowed_table, check_label_values, load_label
-from .errors import DATA_DIR_ENV, DatasetError, DatasetNotFoundError
+from .errors import DatasetError, DatasetNotFoundError, download_hint
 from .info import VOC
 
 _EXPECTED_LABELS = f"class indices 0..{VOC.num_classes - 1} or {VOC.ignore_index} (boundary)"
@@ -57,8 +57,7 @@ class VOCDataset(FilePairDataset):
             raise DatasetError(f"VOC: {exc}") from exc
         except RuntimeError as exc:  # torchvision: dataset directory not found
             raise DatasetNotFoundError(
-                f"VOC {year} not found under {self.root}: expected {layout}. Pass download=True to fetch it, "
-                f"or set the environment variable {DATA_DIR_ENV} to the directory that contains VOCdevkit/."
+                f"VOC {year} not found under {self.root}: expected {layout}. {download_hint('VOCdevkit/')}"
             ) from exc
         except FileNotFoundError as exc:  # torchvision opens the split list without checking it
             raise DatasetNotFoundError(
