@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -81,6 +81,16 @@ class SegmentationDataset(Dataset[tuple[torch.Tensor, torch.Tensor]]):
         return apply_transforms(self.transforms, image, label)
 
 
+def check_listed_pairs_exist(pairs: Sequence[tuple[Path, Path]], what: str, label_kind: str, listed_in: str, layout: str) -> None:
+    """Raise naming the listed image / label files that do not exist (``what``: e.g. "VOC split 'train'")."""
+    for column, kind in ((0, "image"), (1, label_kind)):
+        missing = [p[column] for p in pairs if not p[column].is_file()]
+        if missing:
+            raise DatasetNotFoundError(
+                f"{what}: {len(missing)} {kind} file(s) listed in {listed_in} do not exist: {list_some(missing)}. Expected {layout}."
+            )
+
+
 class FilePairDataset(SegmentationDataset):
     """Pairs of ``(image file, label file)`` decoded at each access (VOC, Pets).
 
@@ -90,14 +100,7 @@ class FilePairDataset(SegmentationDataset):
     pairs: list[tuple[Path, Path]]
 
     def _check_pairs_exist(self, what: str, label_kind: str, listed_in: str, layout: str) -> None:
-        """Raise naming the listed image / label files that do not exist (``what``: e.g. "VOC split 'train'")."""
-        for column, kind in ((0, "image"), (1, label_kind)):
-            missing = [p[column] for p in self.pairs if not p[column].is_file()]
-            if missing:
-                raise DatasetNotFoundError(
-                    f"{what}: {len(missing)} {kind} file(s) listed in {listed_in} do not exist: "
-                    f"{list_some(missing)}. Expected {layout}."
-                )
+        check_listed_pairs_exist(self.pairs, what, label_kind, listed_in, layout)
 
     def __len__(self) -> int:
         return len(self.pairs)

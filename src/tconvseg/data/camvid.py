@@ -19,7 +19,7 @@ from pathlib import Path, PurePosixPath
 
 import torch
 
-from .base import SegmentationDataset, Transforms
+from .base import SegmentationDataset, Transforms, check_listed_pairs_exist
 from .decode import (
     allowed_table,
     check_label_values,
@@ -128,13 +128,7 @@ def camvid_index(root: str | os.PathLike[str], split: str) -> list[tuple[Path, P
         pairs = _pairs_from_folders(root, split)
     else:
         pairs = _pairs_from_list(root, list_file)
-        for column, kind in ((0, "image"), (1, "label")):
-            missing = [pair[column] for pair in pairs if not pair[column].is_file()]
-            if missing:
-                raise DatasetNotFoundError(
-                    f"CamVid split {split!r}: {len(missing)} {kind} file(s) listed in {list_file} do not exist: "
-                    f"{list_some(missing)}. Expected {_LAYOUT.format(split=split)} under {root}."
-                )
+        check_listed_pairs_exist(pairs, f"CamVid split {split!r}", "label", str(list_file), f"{_LAYOUT.format(split=split)} under {root}")
     if not pairs:
         raise DatasetError(f"CamVid split {split!r} under {root} is empty; expected {_LAYOUT.format(split=split)}.")
     return pairs
