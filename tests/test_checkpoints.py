@@ -220,3 +220,12 @@ def test_training_writes_every_checkpoint_through_an_atomic_rename(tmp_path, mon
     written = sorted(tmp_path.rglob("*.ckpt"))
     assert written and sorted(b for _, b in replaced if b.suffix == ".ckpt") == written
     assert all(a.parent == b.parent for a, b in replaced)
+
+
+def test_a_user_can_trust_their_own_package_by_name():
+    config = {"net": {"_target_": "mypkg.decoders.Mine"}}
+    with pytest.raises(UnsafeCheckpointError, match="trusted_targets=\\[your_package\\]"):
+        check_targets(config, "x.ckpt")
+    check_targets(config, "x.ckpt", trusted=["mypkg"])
+    with pytest.raises(UnsafeCheckpointError):
+        check_targets({"net": {"_target_": "mypkgevil.x"}}, "x.ckpt", trusted=["mypkg"])

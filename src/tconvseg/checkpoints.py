@@ -12,7 +12,7 @@ import glob
 import logging
 import os
 import tempfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -70,10 +70,11 @@ def _strings(node: Any) -> Iterator[str]:
         yield node
 
 
-def _allowed(path: str) -> bool:
+def _allowed(path: str, trusted: Sequence[str] = ()) -> bool:
     prefix = next((p for p in ALLOWED_TARGETS if path == p or path.startswith(p + ".")), None)
     if prefix is None:
-        return False
+        # A user's own modules, trusted by name on the command line (trusted_targets=[mypkg]).
+        return any(path.startswith(t.rstrip(".") + ".") for t in trusted)
     try:
         obj = get_object(path)
     except Exception:  # noqa: BLE001 - an unresolvable target is simply not allowed
@@ -91,9 +92,10 @@ def _allowed(path: str) -> bool:
     return required is None or (isinstance(obj, type) and issubclass(obj, required))
 
 
-def check_targets(config: Any, source: str) -> None:
+def check_targets(config: Any, source: str, trusted: Sequence[str] = ()) -> None:
     """Refuse a stored config that names a callable outside :data:`ALLOWED_TARGETS`.
 
+    ``trusted``: extra module prefixes the user vouches for (their own decoder package).
     Also refuses OmegaConf interpolations (``${...}``): a stored config was saved resolved, so an
     interpolation can only have been written in by hand, e.g. to read environment variables.
 
@@ -101,12 +103,12 @@ def check_targets(config: Any, source: str) -> None:
         UnsafeCheckpointError: naming the offending key, its value and the allowlist.
     """
     for where, target in _targets(config):
-        if not isinstance(target, str) or not _allowed(target):
+        if not isinstance(target, str) or not _allowed(target, trusted):
             raise UnsafeCheckpointError(
                 f"checkpoint {source} asks to build {where}._target_={target!r}, which is not on the allowlist of "
                 f"model parts ({', '.join(p + '.*' for p in ALLOWED_TARGETS)}; torch.nn as module classes only). "
-                "tconvseg refuses to run it. If you trust this checkpoint and wrote that part yourself, evaluate "
-                "with model_from_checkpoint=false and the matching model=... option instead."
+                "tconvseg refuses to run it. If that part is your own code, allow its package with "
+                "trusted_targets=[your_package], or evaluate with model_from_checkpoint=false and the matching model=... option."
             )
     for text in _strings(config):
         if "${" in text:

@@ -52,7 +52,7 @@ def evaluate(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
     model_cfg = cfg.model
     if cfg.get("model_from_checkpoint", True) and CKPT_MODEL_CONFIG in checkpoint:
         stored = checkpoint[CKPT_MODEL_CONFIG]
-        check_targets(stored, ckpt_path)
+        check_targets(stored, ckpt_path, trusted=list(cfg.get("trusted_targets") or []))
         model_cfg = OmegaConf.create(disable_weight_downloads(stored))
         log.info("Using the model config stored in the checkpoint (model_from_checkpoint=true)")
     model = build_system(model_cfg, datamodule, compute_class_weights=False)  # restored from the checkpoint
