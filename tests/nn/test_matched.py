@@ -2,6 +2,7 @@
 
 import pytest
 import torch
+import torch.nn.functional as F
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import nn
@@ -93,3 +94,27 @@ def test_decoder_block_argument_errors():
         DecoderBlock(2, 2, 2, DownStep(2, 2), fusion="max")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="refine >= 1"):
         DecoderBlock(2, 2, 2, DownStep(2, 2), fusion="concat", refine=0)
+
+
+@pytest.mark.filterwarnings("ignore:the matched transposed conv")
+@settings(max_examples=150, deadline=None)
+@given(
+    k=st.integers(1, 7), s=st.integers(1, 4), p=st.integers(0, 3), d=st.integers(1, 3),
+    h=st.integers(1, 40), w=st.integers(1, 40), seed=st.integers(0, 2**16),
+)
+def test_largest_output_padding_then_crop_equals_the_exact_output_padding(k, s, p, d, h, w, seed):
+    """The claim forward() rests on: output_padding only appends rows / columns at the far edge.
+
+    Equal up to float rounding: the two output shapes may take different convolution kernels."""
+    step = DownStep(k, s, p, d)
+    if h < step.min_input_size[0] or w < step.min_input_size[1]:
+        return
+    torch.manual_seed(seed)
+    up = MatchedConvTranspose2d(2, 3, step, init="default")
+    torch.nn.init.normal_(up.bias)  # a non-zero bias: rows that output_padding adds hold only the bias
+    x = torch.randn(2, 2, *step.out_size((h, w)))
+    exact = F.conv_transpose2d(x, up.weight, up.bias, up.stride, up.padding, up.output_padding_for(x.shape[-2:], (h, w)), 1, up.dilation)
+    largest = F.conv_transpose2d(x, up.weight, up.bias, up.stride, up.padding, up.max_output_padding, 1, up.dilation)
+    assert exact.shape[-2:] == (h, w)
+    torch.testing.assert_close(largest[..., :h, :w], exact)
+    torch.testing.assert_close(up(x, (h, w)), exact)

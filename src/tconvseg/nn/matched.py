@@ -10,10 +10,29 @@ import torch.nn.functional as F
 from torch import nn
 
 from tconvseg.nn.bilinear import fill_bilinear_, unreached_phases
-from tconvseg.nn.shapes import DownStep
+from tconvseg.nn.shapes import DownStep, max_output_padding
 from tconvseg.nn.walk import step_of
 
 Init = Literal["bilinear", "default"]
+
+
+def _tracing() -> bool:
+    """True while torch.export / torch.jit.trace / torch.compile records a graph (sizes may be symbolic)."""
+    return torch.jit.is_tracing() or torch.compiler.is_compiling() or torch.compiler.is_exporting()
+
+
+def _crop(y: torch.Tensor, height: int | torch.SymInt, width: int | torch.SymInt) -> torch.Tensor:
+    """The top-left ``(height, width)`` of ``y (N, C, H', W')``, ``height <= H'``, ``width <= W'``.
+
+    A slice (a free view) everywhere but in ``torch.export``: there a view's strides depend on
+    whether the crop removes anything, so the exporter would specialise the graph to the example
+    input's sizes. Gathering the rows and columns is size-agnostic and gives the same numbers.
+    """
+    if not torch.compiler.is_exporting():
+        return y[..., :height, :width]
+    rows = torch.arange(height, device=y.device)
+    cols = torch.arange(width, device=y.device)
+    return y.index_select(-2, rows).index_select(-1, cols)
 
 
 class MatchedConvTranspose2d(nn.ConvTranspose2d):
@@ -83,15 +102,27 @@ class MatchedConvTranspose2d(nn.ConvTranspose2d):
             raise ValueError(f"{type(self).__name__}({self.step}): {err}") from None
 
     def forward(self, x: torch.Tensor, output_size: tuple[int, int] | torch.Size | None = None) -> torch.Tensor:  # type: ignore[override]
-        """Bring ``x`` to ``output_size`` (``(H, W)``); without it, ``output_padding = 0``."""
+        """Bring ``x`` to ``output_size`` (``(H, W)``); without it, ``output_padding = 0``.
+
+        ``output_padding`` only appends rows and columns at the far edge, so running with the
+        largest one PyTorch allows and cropping to ``output_size`` gives the same numbers as the
+        exact ``output_padding``. That keeps the graph free of size-dependent constants: exported
+        (ONNX, TorchScript) models take any input size, the crop reading the runtime target size.
+        """
         if output_size is None:
-            output_padding: tuple[int, int] = (0, 0)
-        else:
-            target = tuple(int(s) for s in output_size)[-2:]
-            output_padding = self.output_padding_for((int(x.shape[-2]), int(x.shape[-1])), target)  # type: ignore[arg-type]
-        return F.conv_transpose2d(
-            x, self.weight, self.bias, self.stride, self.padding, output_padding, self.groups, self.dilation
+            return F.conv_transpose2d(x, self.weight, self.bias, self.stride, self.padding, 0, self.groups, self.dilation)
+        height, width = output_size[-2], output_size[-1]
+        if not _tracing():  # eager: the same clear error as before for an unreachable size
+            self.output_padding_for((int(x.shape[-2]), int(x.shape[-1])), (int(height), int(width)))
+        y = F.conv_transpose2d(
+            x, self.weight, self.bias, self.stride, self.padding, self.max_output_padding, self.groups, self.dilation
         )
+        return _crop(y, height, width)
+
+    @property
+    def max_output_padding(self) -> tuple[int, int]:
+        """The largest ``output_padding`` PyTorch accepts per axis: below stride or dilation."""
+        return (max_output_padding(self.stride[0], self.dilation[0]), max_output_padding(self.stride[1], self.dilation[1]))
 
     def extra_repr(self) -> str:
         return f"{super().extra_repr()}, matched to ({self.step}), init={self.init}"

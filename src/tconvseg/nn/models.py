@@ -71,7 +71,7 @@ class EncoderDecoder(nn.Module):
         name, c = type(self).__name__, self.encoder.in_channels
         if x.dim() != 4 or x.shape[1] != c:
             raise ValueError(f"{name} expects input (N, {c}, H, W), got shape {tuple(x.shape)}")
-        h, w = int(x.shape[-2]), int(x.shape[-1])
+        h, w = x.shape[-2], x.shape[-1]  # not int(): exported graphs keep H and W symbolic
         (min_h, min_w) = self.min_input_size
         if h < min_h or w < min_w:
             raise ValueError(
