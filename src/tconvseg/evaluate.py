@@ -14,6 +14,7 @@ from rich.console import Console
 from rich.table import Table
 
 from tconvseg.builders import build_datamodule, build_system, build_trainer
+from tconvseg.callbacks_visual import ConfusionMatrixRecorder, write_eval_pictures
 from tconvseg.checkpoints import (
     CKPT_MODEL_CONFIG,
     atomic_write_text,
@@ -25,6 +26,7 @@ from tconvseg.checkpoints import (
 )
 from tconvseg.entry import run_hydra
 from tconvseg.system import SegmentationSystem
+from tconvseg.tta import check_tta
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +35,9 @@ def evaluate(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
     """Evaluate ``cfg.ckpt_path`` on ``cfg.split``: print the table, then write the JSON report.
 
     The report goes to ``output_json`` or ``<run dir>/eval_<split>_<checkpoint stem>.json``,
-    written atomically, so evaluating several checkpoints of one run keeps every result.
+    written atomically, so evaluating several checkpoints of one run keeps every result. Beside it:
+    ``confusion_matrix_<split>_<stem>.csv`` / ``.png`` and ``samples_<split>_<stem>.png`` (the
+    first ``samples`` items). ``tta=flip`` scores with flip test-time augmentation.
 
     Returns ``(metrics, objects)``: metrics named ``<split>/mIoU``, ``<split>/IoU/<class>``, ...
     and ``cfg``, ``datamodule``, ``model``, ``trainer``, ``json_path``.
@@ -57,8 +61,10 @@ def evaluate(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
         log.info("Using the model config stored in the checkpoint (model_from_checkpoint=true)")
     model = build_system(model_cfg, datamodule, compute_class_weights=False)  # restored from the checkpoint
     load_weights(model, checkpoint, ckpt_path)
+    model.tta = check_tta(cfg.get("tta", "none"))
 
-    trainer = build_trainer(cfg, logger=False, callbacks=[], enable_checkpointing=False)
+    recorder = ConfusionMatrixRecorder()
+    trainer = build_trainer(cfg, logger=False, callbacks=[recorder], enable_checkpointing=False)
     (result,) = trainer.test(model, datamodule=datamodule, verbose=False)
     metrics = {f"{cfg.split}/{k.removeprefix('test/')}": float(v) for k, v in result.items()}
     print_report(metrics, cfg.split, list(datamodule.info.class_names))
@@ -74,6 +80,10 @@ def evaluate(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
             f"{type(err).__name__}: {err}. Expected a writable folder: pass output_json=<path> to write it elsewhere."
         ) from err
     log.info("Wrote %s", json_path)
+    if trainer.is_global_zero:  # pictures beside the JSON: confusion matrix (csv, png), image | truth | prediction
+        tag = f"{cfg.split}_{Path(ckpt_path).stem}"
+        pictures = write_eval_pictures(recorder, model, datamodule.dataset("test"), datamodule.info, json_path.parent, tag, cfg.get("samples", 4))
+        log.info("Wrote %s", ", ".join(str(p) for p in pictures))
     return metrics, {"cfg": cfg, "datamodule": datamodule, "model": model, "trainer": trainer, "json_path": json_path}
 
 

@@ -19,6 +19,7 @@ from torch import nn
 
 from tconvseg.losses import CrossEntropy
 from tconvseg.metrics import SegmentationMetrics
+from tconvseg.tta import tta_logits
 
 Stage = Literal["train", "val", "test"]
 
@@ -41,6 +42,9 @@ class SegmentationSystem(L.LightningModule):
         class_weights: ``K`` loss weights, or ``None`` for ones. Kept as a buffer, so they are
             saved in (and restored from) checkpoints.
         aux_weight: factor of each auxiliary loss.
+
+    The attribute ``tta`` (``"none"`` | ``"flip"``, see :mod:`tconvseg.tta`) selects the test-time
+    augmentation of the test and predict steps; it is set by the caller, not saved.
 
     Batches are ``(images (N, C, H, W) float, masks (N, H', W') int64)``. When the masks are
     larger than the images (scoring at full label resolution), logits are resized to the mask
@@ -69,6 +73,7 @@ class SegmentationSystem(L.LightningModule):
         self.num_classes = num_classes
         self.ignore_index = ignore_index
         self.aux_weight = aux_weight
+        self.tta = "none"
         weights = torch.ones(num_classes)
         if class_weights is not None:
             weights = torch.as_tensor(class_weights, dtype=torch.float32).flatten()
@@ -96,6 +101,8 @@ class SegmentationSystem(L.LightningModule):
         with_aux = getattr(self.net, "forward_with_aux", None)
         if stage == "train" and with_aux is not None:
             main, aux = with_aux(images)
+        elif stage == "test":
+            main, aux = tta_logits(self, images, self.tta), []
         else:
             main, aux = self(images), []
         logits = self._logits_at_label_size(main, masks)
@@ -120,7 +127,7 @@ class SegmentationSystem(L.LightningModule):
     def predict_step(self, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> torch.Tensor:
         """Label maps ``(N, H, W)`` int64 at the input images' size."""
         images = batch[0] if isinstance(batch, (tuple, list)) else batch
-        return self(images).argmax(dim=1)
+        return tta_logits(self, images, self.tta).argmax(dim=1)
 
     def _metrics(self, stage: Stage) -> SegmentationMetrics:
         return getattr(self, f"{stage}_metrics")

@@ -9,6 +9,7 @@ from .camvid import CamVidDataset, camvid_index
 from .datamodule import SegmentationDataModule, collate_pairs
 from .download import DEFAULT_URL, camvid_present, download_camvid, extract_camvid
 from .errors import DATA_DIR_ENV, DatasetError, DatasetNotFoundError
+from .folder import FolderDataset
 from .info import CAMVID, PETS, VOC, DatasetInfo, dataset_info, synthetic_info
 from .pets import PetsDataset
 from .stats import class_pixel_counts, median_frequency_weights
@@ -28,6 +29,7 @@ __all__ = [
     "DatasetError",
     "DatasetInfo",
     "DatasetNotFoundError",
+    "FolderDataset",
     "PetsDataset",
     "Rescale",
     "SegmentationDataModule",

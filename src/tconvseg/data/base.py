@@ -11,7 +11,7 @@ from torch.utils.data import Dataset
 from torchvision import tv_tensors
 
 from .decode import check_same_size, load_image
-from .errors import DatasetNotFoundError, list_some
+from .errors import DatasetError, DatasetNotFoundError, list_some
 from .info import DatasetInfo
 
 Transforms = Callable[[Any, Any], tuple[Any, Any]]
@@ -89,6 +89,34 @@ def check_listed_pairs_exist(pairs: Sequence[tuple[Path, Path]], what: str, labe
             raise DatasetNotFoundError(
                 f"{what}: {len(missing)} {kind} file(s) listed in {listed_in} do not exist: {list_some(missing)}. Expected {layout}."
             )
+
+
+def pair_by_stem(image_dir: Path, label_dir: Path, what: str, suffixes: tuple[str, ...]) -> list[tuple[Path, Path]]:
+    """``(image, label)`` pairs of same-stem files (with one of ``suffixes``) in two folders, sorted by stem.
+
+    ``what`` names the data in messages, e.g. ``"CamVid split 'train'"``.
+
+    Raises:
+        DatasetError: an image without a label, or a label without an image, naming them.
+    """
+
+    def files(folder: Path) -> dict[str, Path]:
+        return {p.stem: p for p in folder.iterdir() if p.suffix.lower() in suffixes and not p.name.startswith(".") and p.is_file()}
+
+    images, labels = files(image_dir), files(label_dir)
+    orphans = sorted(images.keys() - labels.keys())
+    if orphans:
+        raise DatasetError(
+            f"{what}: {len(orphans)} image(s) in {image_dir} have no label in {label_dir}: "
+            f"{list_some([images[k].name for k in orphans])}. Expected one same-named label PNG per image."
+        )
+    orphans = sorted(labels.keys() - images.keys())
+    if orphans:
+        raise DatasetError(
+            f"{what}: {len(orphans)} label(s) in {label_dir} have no image in {image_dir}: "
+            f"{list_some([labels[k].name for k in orphans])}. Expected one same-named image per label PNG."
+        )
+    return [(images[k], labels[k]) for k in sorted(images)]
 
 
 class FilePairDataset(SegmentationDataset):

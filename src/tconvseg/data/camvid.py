@@ -19,7 +19,7 @@ from pathlib import Path, PurePosixPath
 
 import torch
 
-from .base import SegmentationDataset, Transforms, check_listed_pairs_exist
+from .base import SegmentationDataset, Transforms, check_listed_pairs_exist, pair_by_stem
 from .decode import (
     allowed_table,
     check_label_values,
@@ -35,7 +35,7 @@ from .download import (
     PINNED_TREE,
     download_camvid,
 )
-from .errors import DatasetError, DatasetNotFoundError, download_hint, list_some
+from .errors import DatasetError, DatasetNotFoundError, download_hint
 from .info import CAMVID
 
 _IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
@@ -84,28 +84,7 @@ def _pairs_from_folders(root: Path, split: str) -> list[tuple[Path, Path]]:
                 f"CamVid split {split!r}: directory {folder} does not exist and there is no list file "
                 f"{root / f'{split}.txt'}. Expected {_LAYOUT.format(split=split)} under {root}. {_hint(root)}"
             )
-
-    def files(folder: Path) -> dict[str, Path]:
-        return {
-            p.stem: p
-            for p in folder.iterdir()
-            if p.suffix.lower() in _IMAGE_SUFFIXES and not p.name.startswith(".") and p.is_file()
-        }
-
-    images, labels = files(image_dir), files(label_dir)
-    orphans = sorted(images.keys() - labels.keys())
-    if orphans:
-        raise DatasetError(
-            f"CamVid split {split!r}: {len(orphans)} image(s) in {image_dir} have no label in {label_dir}: "
-            f"{list_some([images[k].name for k in orphans])}. Expected one same-named label PNG per image."
-        )
-    orphans = sorted(labels.keys() - images.keys())
-    if orphans:
-        raise DatasetError(
-            f"CamVid split {split!r}: {len(orphans)} label(s) in {label_dir} have no image in {image_dir}: "
-            f"{list_some([labels[k].name for k in orphans])}. Expected one same-named image per label PNG."
-        )
-    return [(images[k], labels[k]) for k in sorted(images)]
+    return pair_by_stem(image_dir, label_dir, f"CamVid split {split!r}", _IMAGE_SUFFIXES)
 
 
 def camvid_index(root: str | os.PathLike[str], split: str) -> list[tuple[Path, Path]]:

@@ -31,6 +31,10 @@ class DatasetInfo:
     ignore_color: RGB = (0, 0, 0)
 
     def __post_init__(self) -> None:
+        # Lists from a config (an inline info: ``_target_: tconvseg.data.DatasetInfo``) become tuples.
+        object.__setattr__(self, "class_names", tuple(self.class_names))
+        object.__setattr__(self, "palette", tuple(tuple(c) for c in self.palette))
+        object.__setattr__(self, "ignore_color", tuple(self.ignore_color))
         if len(self.palette) != len(self.class_names):
             raise ValueError(
                 f"DatasetInfo {self.name!r}: palette has {len(self.palette)} colours but there are "

@@ -1,0 +1,125 @@
+"""Pictures of a model at work: val samples during training, the confusion matrix and samples of an evaluation.
+
+* :class:`ValSamples` (``+callbacks=val_samples``): every ``every_n_epochs`` epochs, an
+  image | truth | prediction grid of the first ``num_samples`` val items, written to
+  ``<run dir>/val_samples/epoch<NNN>.png`` and, with a TensorBoard logger, as the image ``val/samples``.
+* :class:`ConfusionMatrixRecorder` keeps the test loop's confusion matrix for :func:`write_eval_pictures`.
+
+Only global rank zero draws and writes.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+
+import lightning as L
+import numpy as np
+import torch
+import torch.nn.functional as F
+from lightning.pytorch.loggers import TensorBoardLogger
+from torchvision.transforms import v2
+
+from tconvseg.data.base import SegmentationDataset
+from tconvseg.data.info import DatasetInfo
+from tconvseg.system import SegmentationSystem
+from tconvseg.tta import tta_logits
+from tconvseg.visualize import grid, sample_rows, write_confusion_csv, write_confusion_png
+
+log = logging.getLogger(__name__)
+
+
+def normalization_of(dataset: SegmentationDataset) -> tuple[Sequence[float] | None, Sequence[float] | None]:
+    """``(mean, std)`` of the ``v2.Normalize`` in the dataset's transforms; ``(None, None)`` without one."""
+    steps = getattr(dataset.transforms, "transforms", [dataset.transforms])
+    for step in steps:
+        if isinstance(step, v2.Normalize):
+            return step.mean, step.std
+    return None, None
+
+
+@torch.no_grad()
+def model_samples(system: SegmentationSystem, dataset: SegmentationDataset, count: int) -> list[list[np.ndarray]]:
+    """``[image, truth, prediction]`` pictures of the first ``count`` items of ``dataset`` (one at a time: sizes may differ).
+
+    Predictions use the system's test-time augmentation and, like its scoring, logits resized to
+    the label size when labels are larger than the network input.
+    """
+    was_training = system.training
+    system.eval()
+    mean, std = normalization_of(dataset)
+    rows: list[list[np.ndarray]] = []
+    try:
+        for index in range(min(count, len(dataset))):
+            image, truth = dataset[index]
+            logits = tta_logits(system, image[None].to(system.device), system.tta)
+            if logits.shape[-2:] != truth.shape[-2:]:
+                logits = F.interpolate(logits, size=truth.shape[-2:], mode="bilinear", align_corners=False)
+            rows += sample_rows(image[None], truth[None], logits.argmax(dim=1).cpu(), dataset.info, mean, std)
+    finally:
+        system.train(was_training)
+    return rows
+
+
+class ValSamples(L.Callback):
+    """Logs a grid of the first ``num_samples`` val items (image | truth | prediction) every ``every_n_epochs`` epochs.
+
+    Args:
+        num_samples: how many val items (the same ones every time).
+        every_n_epochs: draw after the validation of every this many epochs (and never in the sanity check).
+        folder: where the PNG files go, relative to the trainer's ``default_root_dir`` (the run folder).
+    """
+
+    def __init__(self, num_samples: int = 4, every_n_epochs: int = 1, folder: str = "val_samples") -> None:
+        if num_samples < 1 or every_n_epochs < 1:
+            raise ValueError(f"ValSamples(num_samples={num_samples}, every_n_epochs={every_n_epochs}) is invalid; expected both >= 1")
+        self.num_samples, self.every_n_epochs, self.folder = num_samples, every_n_epochs, folder
+        self.written: list[Path] = []
+
+    def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.sanity_checking or not trainer.is_global_zero or (trainer.current_epoch + 1) % self.every_n_epochs:
+            return
+        dataset = trainer.datamodule.dataset("val")  # type: ignore[attr-defined]
+        picture = grid(model_samples(pl_module, dataset, self.num_samples))  # type: ignore[arg-type]
+        path = Path(trainer.default_root_dir) / self.folder / f"epoch{trainer.current_epoch:03d}.png"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        picture.save(path)
+        self.written.append(path)
+        for logger in trainer.loggers:
+            if isinstance(logger, TensorBoardLogger):
+                logger.experiment.add_image("val/samples", np.asarray(picture), trainer.global_step, dataformats="HWC")
+
+
+class ConfusionMatrixRecorder(L.Callback):
+    """Keeps the test split's confusion matrix ``(K, K)`` (rows: truth, columns: prediction; ignored pixels left out).
+
+    It reads the system's test IoU metric (a torchmetrics ``MulticlassConfusionMatrix`` underneath)
+    at the end of the test epoch, before the system resets it, summed over all ranks.
+    """
+
+    def __init__(self) -> None:
+        self.matrix: torch.Tensor | None = None
+
+    def on_test_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        iou = pl_module.test_metrics["iou"]  # type: ignore[index]
+        with iou.sync_context():
+            self.matrix = iou.confmat.detach().cpu().clone()
+
+
+def write_eval_pictures(
+    recorder: ConfusionMatrixRecorder, system: SegmentationSystem, dataset: SegmentationDataset, info: DatasetInfo,
+    folder: Path, tag: str, samples: int,
+) -> list[Path]:
+    """``confusion_matrix_<tag>.csv`` / ``.png`` and ``samples_<tag>.png`` (the first ``samples`` items) in ``folder``."""
+    if recorder.matrix is None:
+        raise RuntimeError("no confusion matrix was recorded: the test loop did not run to its end")
+    names = list(info.class_names)
+    written = [folder / f"confusion_matrix_{tag}.csv"]
+    write_confusion_csv(recorder.matrix, names, written[0])
+    if write_confusion_png(recorder.matrix, names, folder / f"confusion_matrix_{tag}.png"):
+        written.append(folder / f"confusion_matrix_{tag}.png")
+    if samples > 0:
+        written.append(folder / f"samples_{tag}.png")
+        grid(model_samples(system, dataset, samples)).save(written[-1])
+    return written

@@ -1,0 +1,138 @@
+"""Plain image files for prediction: listing an input, reading each image, batching same-size images.
+
+Every image keeps its own size (resized only by the ``transforms``), so a batch may only hold
+images of one size: :class:`SameSizeBatchSampler` groups them. A file that cannot be read either
+stops the run naming it (``on_error="stop"``) or is left out and reported (``"skip"``).
+"""
+
+from __future__ import annotations
+
+import glob
+from collections import defaultdict
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+from PIL import Image
+from torch.utils.data import Dataset, Sampler
+
+from .base import Transforms, apply_transforms
+from .decode import load_image
+from .errors import DatasetError, DatasetNotFoundError, list_some
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
+OnError = Literal["stop", "skip"]
+
+
+def list_images(source: str) -> list[Path]:
+    """The image files of ``source``: one file, every image file directly in a folder, or a glob pattern.
+
+    Raises:
+        DatasetNotFoundError: nothing matches, or the folder holds no image file.
+        DatasetError: two files share a stem (their outputs ``<stem>.png`` would collide).
+    """
+    path = Path(source)
+    if path.is_file():
+        files = [path]
+    elif path.is_dir():
+        files = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith("."))
+        if not files:
+            raise DatasetNotFoundError(f"input={source}: the folder holds no image file; expected files ending in {', '.join(IMAGE_SUFFIXES)}")
+    else:
+        files = sorted(Path(p) for p in glob.glob(source, recursive=True) if Path(p).is_file())
+        if not files:
+            raise DatasetNotFoundError(
+                f"input={source}: no such file or folder, and no file matches it as a glob pattern; expected an image, "
+                "a folder of images or a pattern like 'photos/*.jpg'"
+            )
+    by_stem: dict[str, list[Path]] = defaultdict(list)
+    for file in files:
+        by_stem[file.stem].append(file)
+    clashes = [paths for paths in by_stem.values() if len(paths) > 1]
+    if clashes:
+        raise DatasetError(
+            f"input={source}: {len(clashes)} name(s) occur more than once, e.g. {list_some(clashes[0])}; each "
+            "prediction is written as <stem>.png, so expected every input to have its own file name stem."
+        )
+    return files
+
+
+def read_size(path: Path) -> tuple[int, int]:
+    """``(height, width)`` from the file header (the pixels are not decoded), as a :class:`DatasetError` if unreadable."""
+    try:
+        with Image.open(path) as img:
+            width, height = img.size
+    except Exception as exc:  # PIL raises OSError, SyntaxError, ValueError, ... by format
+        raise DatasetError(f"cannot read image file {path}: {type(exc).__name__}: {exc}. Expected an image PIL can open.") from exc
+    return height, width
+
+
+class ImageFilesDataset(Dataset[dict[str, Any]]):
+    """Item ``i``: ``{"image": float32 (3, H, W) after transforms, "path": str}``, or ``{"error": message, "path": str}``.
+
+    Grayscale, palette and RGBA files are converted to RGB. ``sizes`` holds each file's size from
+    its header; files whose header cannot be read raise, or with ``on_error="skip"`` are left out
+    and listed in ``failed`` as ``(path, message)``.
+    """
+
+    def __init__(self, files: list[Path], transforms: Transforms | None = None, on_error: OnError = "stop") -> None:
+        if on_error not in ("stop", "skip"):
+            raise ValueError(f"on_error={on_error!r} is invalid; expected stop or skip")
+        self.transforms, self.on_error = transforms, on_error
+        self.files: list[Path] = []
+        self.sizes: list[tuple[int, int]] = []
+        self.failed: list[tuple[str, str]] = []
+        for file in files:
+            try:
+                size = read_size(file)
+            except DatasetError as err:
+                if on_error == "stop":
+                    raise
+                self.failed.append((str(file), str(err)))
+                continue
+            self.files.append(file)
+            self.sizes.append(size)
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        path = self.files[index]
+        try:
+            image = load_image(path)
+        except DatasetError as err:
+            if self.on_error == "stop":
+                raise
+            return {"error": str(err), "path": str(path)}
+        # A dummy mask rides along because the joint transforms expect one; it is dropped.
+        image, _ = apply_transforms(self.transforms, image, torch.zeros(image.shape[-2:], dtype=torch.uint8))
+        return {"image": image, "path": str(path)}
+
+
+def collate_images(items: list[dict[str, Any]]) -> dict[str, Any]:
+    """``{"images": (N, 3, H, W) or None, "paths": [N], "failed": [(path, message)]}`` of same-size items."""
+    good = [item for item in items if "image" in item]
+    return {
+        "images": torch.stack([item["image"] for item in good]) if good else None,
+        "paths": [item["path"] for item in good],
+        "failed": [(item["path"], item["error"]) for item in items if "error" in item],
+    }
+
+
+class SameSizeBatchSampler(Sampler[list[int]]):
+    """Batches of at most ``batch_size`` indices whose ``sizes`` are equal, in order of first appearance."""
+
+    def __init__(self, sizes: list[tuple[int, int]], batch_size: int) -> None:
+        if batch_size < 1:
+            raise ValueError(f"batch_size={batch_size} is invalid; expected a positive integer")
+        groups: dict[tuple[int, int], list[int]] = defaultdict(list)
+        for index, size in enumerate(sizes):
+            groups[size].append(index)
+        self.batches = [group[i : i + batch_size] for group in groups.values() for i in range(0, len(group), batch_size)]
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+    def __iter__(self) -> Iterator[list[int]]:
+        return iter(self.batches)

@@ -1,0 +1,141 @@
+"""``predict(cfg)``: segment image files with a trained checkpoint; ``main()`` is ``tconvseg-predict``.
+
+For each input image, at its own size (or ``scale`` times it): ``<stem>.png``, a palette PNG of
+class indices, and ``<stem>_overlay.jpg``, the image blended with the class colours; once per run
+``legend.png``. Runs through ``trainer.predict`` (CPU or GPU, a progress bar) with batches of
+same-size images; ``tta=flip`` averages each image with its mirror image.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from lightning.pytorch.callbacks import BasePredictionWriter
+from omegaconf import DictConfig, OmegaConf
+from PIL import Image
+from rich.console import Console
+from torch.utils.data import DataLoader
+
+from tconvseg.builders import build_group, build_trainer
+from tconvseg.data.errors import DatasetError
+from tconvseg.data.images import ImageFilesDataset, SameSizeBatchSampler, collate_images, list_images
+from tconvseg.data.info import DatasetInfo
+from tconvseg.data.transforms import IMAGENET_MEAN, IMAGENET_STD, eval_transforms
+from tconvseg.entry import run_hydra
+from tconvseg.restore import restore
+from tconvseg.system import SegmentationSystem
+from tconvseg.tta import check_tta
+from tconvseg.visualize import denormalize, legend, overlay, palette_png
+
+log = logging.getLogger(__name__)
+
+
+class SegmentationWriter(BasePredictionWriter):
+    """Writes ``<stem>.png`` (palette PNG of class indices) and ``<stem>_overlay.jpg`` per image, ``legend.png`` once.
+
+    Collects the files a batch could not decode (``on_error=skip``) in ``failed`` and the written
+    stems in ``written``. Only global rank zero writes the legend; each rank writes its own images.
+    """
+
+    def __init__(
+        self, output_dir: str | Path, info: DatasetInfo, mean: Sequence[float] | None = IMAGENET_MEAN,
+        std: Sequence[float] | None = IMAGENET_STD, alpha: float = 0.5,
+    ) -> None:
+        super().__init__(write_interval="batch")
+        self.output_dir, self.info, self.mean, self.std, self.alpha = Path(output_dir), info, mean, std, alpha
+        self.written: list[str] = []
+        self.failed: list[tuple[str, str]] = []
+
+    def on_predict_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.output_dir.mkdir(parents=True, exist_ok=True)
+        if trainer.is_global_zero:
+            legend(self.info).save(self.output_dir / "legend.png")
+
+    def write_on_batch_end(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, prediction: Any, batch_indices: Sequence[int] | None,
+        batch: dict[str, Any], batch_idx: int, dataloader_idx: int,
+    ) -> None:
+        self.failed.extend(batch["failed"])
+        if prediction is None:
+            return
+        for path, image, labels in zip(batch["paths"], batch["images"], prediction.cpu()):
+            stem = Path(path).stem
+            palette_png(labels, self.info).save(self.output_dir / f"{stem}.png")
+            blended = overlay(denormalize(image, self.mean, self.std), labels, self.info, self.alpha)
+            Image.fromarray(blended).save(self.output_dir / f"{stem}_overlay.jpg", quality=90)
+            self.written.append(stem)
+
+
+class _Predictor(L.LightningModule):
+    """Feeds the image batches of :func:`collate_images` to the system's predict step (its TTA included)."""
+
+    def __init__(self, system: SegmentationSystem) -> None:
+        super().__init__()
+        self.system = system
+
+    def predict_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor | None:
+        if batch["images"] is None:  # every file of the batch failed to decode (on_error=skip)
+            return None
+        return self.system.predict_step(batch["images"], batch_idx)
+
+
+def predict(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Segment every image of ``cfg.input`` with ``cfg.ckpt_path``; write the pictures to ``cfg.output_dir``.
+
+    Returns ``(summary, objects)``: ``summary`` has ``written`` (stems), ``skipped`` (``(path,
+    reason)``) and ``output_dir``; ``objects`` has ``cfg``, ``system``, ``info``, ``trainer``.
+
+    Raises:
+        DatasetNotFoundError: the input names no image. DatasetError: an unreadable image
+            (``on_error=stop``), or none readable. ValueError: bad options or checkpoint.
+    """
+    if cfg.get("on_error") not in ("stop", "skip"):
+        raise ValueError(f"on_error={cfg.get('on_error')!r} is invalid; expected stop (the first unreadable image ends the run) or skip")
+    scale = cfg.get("scale")
+    if scale is not None and not (isinstance(scale, (int, float)) and scale > 0):
+        raise ValueError(f"scale={scale!r} is invalid; expected a factor > 0 (e.g. scale=0.5), or null for each image's own size")
+    files = list_images(str(cfg.input))
+    restored = restore(cfg)
+    restored.system.tta = check_tta(cfg.get("tta", "none"))
+
+    # The normalisation of the data option's eval transforms (what the network saw in training).
+    options = cfg.data.get("eval_transforms")
+    options = OmegaConf.to_container(options) if options else {}
+    mean, std = options.get("mean", IMAGENET_MEAN), options.get("std", IMAGENET_STD)  # type: ignore[union-attr]
+    dataset = ImageFilesDataset(files, eval_transforms(scale=scale, mean=mean, std=std), on_error=cfg.on_error)
+    if not len(dataset):
+        raise DatasetError(f"input={cfg.input}: none of its {len(files)} image(s) could be read: {dataset.failed[:3]}")
+    loader = DataLoader(
+        dataset, batch_sampler=SameSizeBatchSampler(dataset.sizes, cfg.batch_size),
+        collate_fn=collate_images, num_workers=cfg.get("num_workers", 0),
+    )
+    output_dir = Path(cfg.output_dir)
+    writer = SegmentationWriter(output_dir, restored.info, mean, std, cfg.get("overlay_alpha", 0.5))
+    trainer = build_trainer(cfg, logger=False, callbacks=[writer, *build_group(cfg.get("callbacks"))], enable_checkpointing=False)
+    with warnings.catch_warnings():
+        # Lightning cannot see that a custom batch sampler returns every index; this one does.
+        warnings.filterwarnings("ignore", message=".*custom batch sampler.*")
+        trainer.predict(_Predictor(restored.system), dataloaders=loader, return_predictions=False)
+
+    skipped = dataset.failed + writer.failed
+    if skipped:
+        log.warning("Skipped %d unreadable image(s) (on_error=skip):\n%s", len(skipped), "\n".join(f"  {p}: {m}" for p, m in skipped))
+    note = f"; skipped {len(skipped)} unreadable image(s), listed above" if skipped else ""
+    Console().print(f"Wrote {len(writer.written)} prediction(s) of {restored.path} to {output_dir}{note}")
+    summary = {"written": writer.written, "skipped": skipped, "output_dir": output_dir}
+    return summary, {"cfg": cfg, "system": restored.system, "info": restored.info, "trainer": trainer}
+
+
+def _task(cfg: DictConfig) -> None:
+    predict(cfg)
+
+
+def main() -> None:
+    """``tconvseg-predict`` / ``python scripts/predict.py ckpt_path=... input=... output_dir=...``."""
+    run_hydra(_task, "predict")
