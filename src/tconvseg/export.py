@@ -97,7 +97,7 @@ def export(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
     sizes = [(int(h), int(w)) for h, w in cfg.sizes]
     too_small = [s for s in [*sizes, tuple(cfg.example_size)] if s[0] < min_h or s[1] < min_w]
     if too_small:
-        raise ValueError(f"sizes {too_small} are below this model's minimum input {min_h}x{min_w}; expected every entry of sizes / example_size >= it")
+        raise ValueError(f"sizes {too_small} are below this model's minimum input {min_h}x{min_w}; expected sizes and example_size at or above it")
     output = Path(cfg.output) if cfg.get("output") else Path(restored.path).with_suffix(".onnx" if cfg.format == "onnx" else ".pt")
     output.parent.mkdir(parents=True, exist_ok=True)
     example = torch.randn(2, 3, *cfg.example_size)  # batch 2: a batch of 1 would be taken for a fixed size

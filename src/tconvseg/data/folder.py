@@ -56,7 +56,7 @@ class FolderDataset(FilePairDataset):
             if not folder.is_dir():
                 raise DatasetNotFoundError(
                     f"folder dataset split {split!r}: directory {folder} does not exist. Expected {_LAYOUT.format(split=split)} "
-                    f"under data.root={self.root} (on the command line: data=folder data.root=<your folder>)."
+                    f"under {self.root} (on the command line: data=folder data.dataset.root=<your folder>)."
                 )
         self.pairs = pair_by_stem(image_dir, mask_dir, f"folder dataset split {split!r}", _IMAGE_SUFFIXES)
         if not self.pairs:

@@ -1,0 +1,148 @@
+"""tconvseg-predict: masks at each image's exact size, overlays, legend, TTA, and bad input explained."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from tconvseg.checkpoints import CKPT_RUN_IDENTITY, load_checkpoint
+from tconvseg.data.errors import DatasetError, DatasetNotFoundError
+from tconvseg.predict import predict
+from tests.inference_helpers import network_input, train_tiny, write_image
+from tests.training_helpers import compose_cfg
+
+ROOT = Path(__file__).resolve().parents[1]
+QUIET = ["callbacks=none", "+trainer.enable_progress_bar=false"]
+
+
+@pytest.fixture(scope="module")
+def ckpt(tmp_path_factory):
+    return train_tiny(tmp_path_factory.mktemp("train"))
+
+
+def _predict(tmp: Path, ckpt: Path, source: Path | str, *extra: str):
+    overrides = [f"ckpt_path={ckpt}", f"input={source}", f"output_dir={tmp / 'out'}", "data=synthetic", *QUIET, *extra]
+    return predict(compose_cfg("predict", tmp, overrides))
+
+
+def test_masks_have_each_images_exact_size_and_are_the_models_argmax(ckpt, tmp_path):
+    inputs = tmp_path / "in"
+    sizes = {"odd": (97, 131), "odd_twin": (97, 131), "small": (45, 61), "gray": (33, 40), "rgba": (50, 37)}
+    for stem, size in sizes.items():
+        write_image(inputs / f"{stem}.png", size, mode={"gray": "L", "rgba": "RGBA"}.get(stem, "RGB"), seed=len(stem))
+    summary, objects = _predict(tmp_path, ckpt, inputs, "batch_size=2")
+    assert sorted(summary["written"]) == sorted(sizes) and summary["skipped"] == []
+    out = tmp_path / "out"
+    for stem, (h, w) in sizes.items():
+        mask = Image.open(out / f"{stem}.png")
+        assert mask.mode == "P" and mask.size == (w, h)
+        with Image.open(out / f"{stem}_overlay.jpg") as overlay:
+            assert overlay.format == "JPEG" and overlay.size == (w, h) and overlay.mode == "RGB"
+        with torch.no_grad():
+            expected = objects["system"](network_input(inputs / f"{stem}.png"))[0].argmax(0).numpy()
+        assert np.array_equal(np.array(mask), expected), stem
+    palette = Image.open(out / "odd.png").getpalette()[: 3 * 4]
+    assert [tuple(palette[i : i + 3]) for i in range(0, 12, 3)] == list(objects["info"].palette)
+    with Image.open(out / "legend.png") as legend:
+        assert legend.format == "PNG" and legend.height >= 5 * 14  # four classes and the ignore colour
+
+
+def test_scale_gives_masks_of_the_scaled_size(ckpt, tmp_path):
+    write_image(tmp_path / "in" / "a.jpg", (97, 131))
+    summary, objects = _predict(tmp_path, ckpt, tmp_path / "in" / "*.jpg", "scale=0.5")
+    mask = np.array(Image.open(tmp_path / "out" / "a.png"))
+    assert mask.shape == (48, 66)  # round(97 / 2), round(131 / 2)
+    with torch.no_grad():
+        expected = objects["system"](network_input(tmp_path / "in" / "a.jpg", scale=0.5))[0].argmax(0).numpy()
+    assert np.array_equal(mask, expected)
+
+
+def test_flip_tta_predicts_the_averaged_probabilities(ckpt, tmp_path):
+    path = write_image(tmp_path / "in" / "a.png", (45, 61))
+    _, objects = _predict(tmp_path, ckpt, path, "tta=flip")
+    x = network_input(path)
+    net = objects["system"].net
+    with torch.no_grad():
+        probs = net(x).softmax(1) + net(x.flip(-1)).softmax(1).flip(-1)
+    assert np.array_equal(np.array(Image.open(tmp_path / "out" / "a.png")), probs[0].argmax(0).numpy())
+
+
+def test_an_unreadable_image_stops_the_run_naming_it(ckpt, tmp_path):
+    write_image(tmp_path / "in" / "good.png", (40, 50))
+    (tmp_path / "in" / "broken.png").write_bytes(b"not an image at all")
+    with pytest.raises(DatasetError, match=r"cannot read image file .*broken\.png"):
+        _predict(tmp_path, ckpt, tmp_path / "in")
+
+
+def test_on_error_skip_leaves_unreadable_images_out_and_lists_them(ckpt, tmp_path, caplog):
+    good = write_image(tmp_path / "in" / "good.png", (40, 50))
+    (tmp_path / "in" / "garbage.png").write_bytes(b"not an image at all")
+    truncated = tmp_path / "in" / "truncated.png"
+    write_image(truncated, (40, 50), seed=1)
+    truncated.write_bytes(truncated.read_bytes()[:200])  # the header reads, the pixels do not decode
+    summary, _ = _predict(tmp_path, ckpt, tmp_path / "in", "on_error=skip")
+    assert summary["written"] == [good.stem]
+    assert sorted(Path(p).name for p, _ in summary["skipped"]) == ["garbage.png", "truncated.png"]
+    assert "Skipped 2 unreadable image(s)" in caplog.text and "truncated.png" in caplog.text
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["good.png", "good_overlay.jpg", "legend.png"]
+
+
+def test_a_truncated_image_stops_the_run_naming_it(ckpt, tmp_path):
+    truncated = write_image(tmp_path / "in" / "truncated.png", (40, 50))
+    truncated.write_bytes(truncated.read_bytes()[:200])
+    with pytest.raises(DatasetError, match=r"cannot decode image file .*truncated\.png"):
+        _predict(tmp_path, ckpt, truncated)
+
+
+def test_empty_inputs_say_so(ckpt, tmp_path):
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "empty" / "notes.txt").write_text("no images here")
+    with pytest.raises(DatasetNotFoundError, match=r"input=.*empty: the folder holds no image file"):
+        _predict(tmp_path, ckpt, tmp_path / "empty")
+    with pytest.raises(DatasetNotFoundError, match=r"no file matches it as a glob pattern"):
+        _predict(tmp_path, ckpt, tmp_path / "nothing" / "*.png")
+
+
+def test_two_inputs_with_one_stem_are_refused(ckpt, tmp_path):
+    write_image(tmp_path / "in" / "a.png", (20, 20))
+    write_image(tmp_path / "in" / "a.jpg", (20, 20))
+    with pytest.raises(DatasetError, match=r"occur more than once.*a\.jpg.*a\.png"):
+        _predict(tmp_path, ckpt, tmp_path / "in")
+
+
+def test_a_palette_with_another_class_count_is_explained(ckpt, tmp_path):
+    checkpoint = load_checkpoint(ckpt)
+    checkpoint[CKPT_RUN_IDENTITY]["data"]["info"] = "my_shapes"  # not a known dataset: colours from data=...
+    foreign = tmp_path / "foreign.ckpt"
+    torch.save(checkpoint, foreign)
+    path = write_image(tmp_path / "in" / "a.png", (20, 20))
+    with pytest.raises(ValueError, match=r"predicts 4 classes \(background, shape1.*palette of the data config \(data.info: camvid\) has 11"):
+        predict(compose_cfg("predict", tmp_path, [f"ckpt_path={foreign}", f"input={path}", "data=camvid", *QUIET]))
+
+
+BAD_OPTIONS = [("on_error", "ignore", "on_error='ignore' is invalid"), ("scale", "0", "scale=0 is invalid"), ("tta", "rotate", "tta='rotate'")]
+
+
+@pytest.mark.parametrize(("key", "value", "message"), BAD_OPTIONS)
+def test_bad_options_are_named(ckpt, tmp_path, key, value, message):
+    path = write_image(tmp_path / "in" / "a.png", (20, 20))
+    with pytest.raises(ValueError, match=message):
+        _predict(tmp_path, ckpt, path, f"{key}={value}")
+
+
+def test_predict_script(ckpt, tmp_path):
+    write_image(tmp_path / "in" / "a.png", (37, 53))
+    env = {**os.environ, "PROJECT_ROOT": str(tmp_path)}
+    options = [f"ckpt_path={ckpt}", f"input={tmp_path / 'in'}", f"output_dir={tmp_path / 'out'}", "data=synthetic"]
+    args = [sys.executable, str(ROOT / "scripts" / "predict.py"), *options]
+    result = subprocess.run(args, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert Image.open(tmp_path / "out" / "a.png").size == (53, 37)
+    assert "Wrote 1 prediction(s)" in result.stdout
