@@ -12,9 +12,9 @@ import glob
 import logging
 import os
 import tempfile
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import torch
 from hydra.utils import get_object
@@ -177,10 +177,20 @@ class AtomicCheckpointIO(TorchCheckpointIO):
 def atomic_torch_save(obj: Any, path: Path) -> None:
     """``torch.save`` to a temp file in ``path``'s folder, fsync, then ``os.replace`` onto ``path``."""
     path.parent.mkdir(parents=True, exist_ok=True)
+    _atomic_write(path, lambda handle: torch.save(obj, handle), binary=True)
+
+
+def atomic_write_text(text: str, path: Path) -> None:
+    """Write ``text`` to ``path`` through a temp file in the same folder and ``os.replace``."""
+    _atomic_write(path, lambda handle: handle.write(text), binary=False)
+
+
+def _atomic_write(path: Path, write: Callable[[IO[Any]], object], binary: bool) -> None:
+    # The temp file sits beside the target: os.replace is atomic only within one filesystem.
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, "wb") as handle:
-            torch.save(obj, handle)
+        with os.fdopen(fd, "wb" if binary else "w") as handle:
+            write(handle)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
@@ -188,20 +198,6 @@ def atomic_torch_save(obj: Any, path: Path) -> None:
         Path(tmp).unlink(missing_ok=True)
         raise
     _fsync_dir(path.parent)
-
-
-def atomic_write_text(text: str, path: Path) -> None:
-    """Write ``text`` to ``path`` through a temp file in the same folder and ``os.replace``."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _fsync_dir(folder: Path) -> None:
