@@ -17,7 +17,6 @@ from torchvision.models import segmentation
 PEERS: dict[str, bool] = {
     "lraspp_mobilenet_v3_large": False,
     "deeplabv3_mobilenet_v3_large": True,
-    "deeplabv3_resnet50": True,
     "fcn_resnet50": True,
 }
 
