@@ -4,11 +4,14 @@ stops with a final validation and checkpoint inside the budget; resume continues
 from __future__ import annotations
 
 import math
+import sys
+import time
 
 import lightning as L
 import pytest
 from hydra.utils import instantiate
 
+from tconvseg import budget as budget_module
 from tconvseg.budget import STATE_KEY, TimeBudget, as_seconds, cosine_factor, finished_budget
 from tconvseg.builders import build_datamodule, build_group, build_system, build_trainer
 from tconvseg.checkpoints import load_checkpoint
@@ -162,3 +165,28 @@ def test_every_budgeted_experiment_builds_its_callbacks(tmp_path):
         assert as_seconds(cfg.trainer.max_time, "max_time") > budget.budget
         assert as_seconds(cfg.trainer.val_check_interval, "val_check_interval") <= budget.budget / 3
         assert math.isfinite(budget.stop_at) and budget.stop_at < budget.budget
+
+
+def test_the_command_line_counts_the_process_start_up(monkeypatch):
+    monkeypatch.setattr(budget_module, "_process_age", lambda: 42.0)
+    budget_module.count_process_startup()  # what tconvseg-train does before Hydra starts
+    budget_module.mark_run_start()
+    assert TimeBudget(100).elapsed() >= 42.0
+    budget_module.mark_run_start()  # the next run of this process (multirun job, in-process call): from now
+    assert TimeBudget(100).elapsed() < 5.0
+
+
+def test_the_process_age_is_read_on_linux():
+    age = budget_module._process_age()
+    if sys.platform.startswith("linux"):
+        assert 0 < age < time.monotonic() + 1
+    else:
+        assert age == 0.0
+
+
+def test_the_gpu_experiment_is_full_resolution_bf16_channels_last_with_pinned_batches(tmp_path):
+    cfg = compose_cfg("train", tmp_path, ["experiment=camvid_gpu_10min"])
+    assert cfg.trainer.accelerator == "gpu" and cfg.trainer.precision == "bf16-mixed"
+    assert cfg.model.channels_last and cfg.data.pin_memory and cfg.data.num_workers > 0
+    assert cfg.data.train_transforms.scale == 1.0 and cfg.data.eval_transforms.scale == 1.0
+    assert as_seconds(cfg.callbacks.time_budget.budget, "budget") == 600

@@ -6,9 +6,10 @@ An epoch-keyed schedule decays on time only on the machine it was tuned on: on a
 schedule on the fraction of the budget already spent, so the decay completes at the stop whatever
 the machine's speed, and the number of steps is whatever the machine manages.
 
-The budget clock starts when ``train(cfg)`` starts (:func:`mark_run_start`): data decoding, model
-building, the sanity check and every validation count. Python's and Hydra's own start-up before
-``train(cfg)`` (a few seconds) does not.
+The budget clock starts when ``train(cfg)`` starts (:func:`mark_run_start`); from the command line
+(``tconvseg-train`` / ``scripts/train.py``) it starts with the process itself (Linux), so imports
+and Hydra's start-up count too. Data decoding, model building, the sanity check and every
+validation always count. Later jobs of a Hydra multirun each count from their own start.
 
 Resume: the time spent is stored in every checkpoint (the callback's state) and restored, so a
 resumed run continues the schedule where the checkpoint left it; the time between that checkpoint
@@ -22,9 +23,11 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import time
 from collections.abc import Callable, Mapping
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import lightning as L
@@ -35,12 +38,30 @@ log = logging.getLogger(__name__)
 STATE_KEY = "TimeBudget"
 
 _run_start: float | None = None
+_count_startup = False
+
+
+def _process_age() -> float:
+    """Seconds since this process started (Linux), else 0."""
+    try:
+        fields = Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()
+        started = int(fields[19]) / os.sysconf("SC_CLK_TCK")  # field 22: start time, clock ticks after boot
+        return max(0.0, time.clock_gettime(time.CLOCK_BOOTTIME) - started)
+    except (OSError, IndexError, ValueError, AttributeError):
+        return 0.0
+
+
+def count_process_startup() -> None:
+    """Let the next :func:`mark_run_start` count from the process's start (the command-line entry point)."""
+    global _count_startup
+    _count_startup = True
 
 
 def mark_run_start() -> None:
-    """Record "now" as the start of this run's budget; ``train(cfg)`` calls it first thing."""
-    global _run_start
-    _run_start = time.monotonic()
+    """Start this run's budget clock; ``train(cfg)`` calls it first thing."""
+    global _run_start, _count_startup
+    _run_start = time.monotonic() - (_process_age() if _count_startup else 0.0)
+    _count_startup = False
 
 
 def as_seconds(value: float | int | str | Mapping[str, float] | timedelta, key: str) -> float:
@@ -106,7 +127,7 @@ class TimeBudget(L.Callback):
         min_lr_ratio: float = 0.01,
         reserve: float | str | Mapping[str, float] = 60.0,
         val_passes_after_stop: int = 2,
-        margin: float = 1.25,
+        margin: float = 1.5,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.budget = as_seconds(budget, "budget")

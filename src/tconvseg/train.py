@@ -13,7 +13,7 @@ from hydra.core.hydra_config import HydraConfig
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from tconvseg.budget import finished_budget, mark_run_start
+from tconvseg.budget import count_process_startup, finished_budget, mark_run_start
 from tconvseg.builders import build_datamodule, build_group, build_system, build_trainer
 from tconvseg.callbacks import StopOnNonFinite, StoreRunInfo
 from tconvseg.checkpoints import (
@@ -114,6 +114,7 @@ def _task(cfg: DictConfig) -> float | None:
 
 def main() -> None:
     """``tconvseg-train`` / ``python scripts/train.py``: Hydra overrides on the command line."""
+    count_process_startup()  # a time budget includes the interpreter's and Hydra's start-up
     run_hydra(_task, "train")
 
 
