@@ -194,7 +194,7 @@ def render(rows: list[Row], opts: dict[str, Any]) -> Table:
                   None if ref_miou is None else 100 * ref_miou, delta=True) if run else "–",
             _cell(run.final_val_miou and 100 * run.final_val_miou, ".1f") if run else "–",
             _cell(run.final_train_miou and 100 * run.final_train_miou, ".1f") if run else "–",
-            _cell(run.budget_s and run.budget_s / 60, ".0f") if run else "–",
+            _cell(run.budget_s and run.budget_s / 60, ".1f") if run else "–",
             _cell(run.spent_s and run.spent_s / 60, ".1f") if run else "–",
         )
     return table

@@ -102,7 +102,8 @@ class TimeBudget(L.Callback):
     stop comes when the time spent reaches ``budget - reserve``; Lightning then runs a last
     validation and writes the checkpoints. ``reserve`` is the larger of the given one and
     ``margin * val_passes_after_stop`` times the longest validation (+ checkpoint) pass measured
-    so far, so a slow machine stops earlier rather than overrunning.
+    so far, so a slow machine stops earlier rather than overrunning (the cosine then steepens to end
+    at the new stop; with a 60-minute budget that is a shift of a minute or two).
 
     Args:
         budget: the whole run's wall-clock budget (seconds, ``"HH:MM:SS"`` or ``{minutes: 60}``).

@@ -50,7 +50,8 @@ def torchvision_peer(name: str, num_classes: int, *, encoder: Any = None, aux_st
     if encoder is not None or list(aux_stages):
         raise ValueError(
             f"model.net.encoder={encoder!r} and model.net.aux_stages={list(aux_stages)} are set for the torchvision peer "
-            f"{name!r}; expected null and [] (a peer brings its own backbone and trains without aux heads)."
+            f"{name!r}; expected null and [] (a peer brings its own backbone and trains without aux heads): add "
+            "model.net.aux_stages=[] to a recipe that uses aux heads."
         )
     kwargs = {"aux_loss": False} if PEERS[name] else {}
     model = getattr(segmentation, name)(weights=None, weights_backbone=None, num_classes=num_classes, **kwargs)
