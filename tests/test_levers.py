@@ -3,6 +3,8 @@ training-transform phase, channels_last, torch.compile, thread count."""
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import lightning as L
 import pytest
 import torch
@@ -87,6 +89,16 @@ def test_a_transform_phase_switches_from_crops_to_whole_images(tmp_path):
     assert set(shapes.shapes[:8]) == {(32, 48)}
     assert set(shapes.shapes[9:]) == {(64, 96)}
     assert phase.state_dict() == {"switched": True}
+
+
+def test_a_resumed_run_after_the_switch_trains_with_the_new_transforms(tmp_path):
+    cfg = compose_cfg("train", tmp_path, [*SYNTH, "+data.train_transforms.crop_size=[32,48]"])
+    datamodule = build_datamodule(cfg)
+    phase = TrainTransformPhase(start=0.5, train_transforms={"crop_size": None})
+    phase.load_state_dict({"switched": True})  # what a checkpoint written after the switch restores
+    phase.on_train_start(SimpleNamespace(datamodule=datamodule), None)
+    image, _ = datamodule.dataset("train")[0]
+    assert tuple(image.shape[-2:]) == (64, 96)
 
 
 def test_a_transform_phase_refuses_persistent_workers(tmp_path):
