@@ -34,6 +34,7 @@ CKPT_RUN_IDENTITY = "tconvseg_run"
 #: in a stored config are switched off by :func:`disable_weight_downloads`).
 ALLOWED_TARGETS: dict[str, type | None] = {
     "tconvseg.nn": None,
+    "tconvseg.peers": None,  # torchvision segmentation models, random init, no downloads
     "tconvseg.losses": None,
     "tconvseg.schedules": None,
     "tconvseg.system": None,

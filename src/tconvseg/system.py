@@ -9,7 +9,7 @@ passed in.
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Literal
 
 import lightning as L
@@ -42,6 +42,11 @@ class SegmentationSystem(L.LightningModule):
         class_weights: ``K`` loss weights, or ``None`` for ones. Kept as a buffer, so they are
             saved in (and restored from) checkpoints.
         aux_weight: factor of each auxiliary loss.
+        channels_last: keep the network's weights and inputs in NHWC memory format (speed only; it
+            helps some encoders on CPU and slows others, measure with ``scripts/benchmark.py``).
+        compile: ``torch.compile`` the network when a Trainer stage starts (``setup``): ``True``, or
+            the keyword arguments of ``nn.Module.compile`` (e.g. ``{mode: max-autotune}``). In place,
+            so parameter names and checkpoints are unchanged; compile time counts in the run.
 
     The attribute ``tta`` (``"none"`` | ``"flip"``, see :mod:`tconvseg.tta`) selects the test-time
     augmentation of the test and predict steps; it is set by the caller, not saved.
@@ -64,6 +69,8 @@ class SegmentationSystem(L.LightningModule):
         class_names: Sequence[str] | None = None,
         class_weights: Sequence[float] | torch.Tensor | None = None,
         aux_weight: float = 0.4,
+        channels_last: bool = False,
+        compile: bool | Mapping[str, Any] = False,
     ) -> None:
         super().__init__()
         self.save_hyperparameters(ignore=["net", "optimizer", "scheduler", "loss", "class_weights"], logger=False)
@@ -74,6 +81,10 @@ class SegmentationSystem(L.LightningModule):
         self.ignore_index = ignore_index
         self.aux_weight = aux_weight
         self.tta = "none"
+        self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
+        self.net.to(memory_format=self.memory_format)
+        self.compile_options = (dict(compile) if isinstance(compile, Mapping) else {}) if compile else None
+        self._compiled: dict[str, Callable[..., Any]] = {}  # a plain dict: never part of the state dict
         weights = torch.ones(num_classes)
         if class_weights is not None:
             weights = torch.as_tensor(class_weights, dtype=torch.float32).flatten()
@@ -87,20 +98,28 @@ class SegmentationSystem(L.LightningModule):
         self.val_metrics = SegmentationMetrics(num_classes, ignore_index, class_names)
         self.test_metrics = SegmentationMetrics(num_classes, ignore_index, class_names)
 
+    def setup(self, stage: str) -> None:
+        # Compiled functions, not a compiled module: an OptimizedModule attribute would add a second
+        # copy of every parameter name to the state dict. (Lightning's EMA callback copies the
+        # system in its own setup, which runs before this one.)
+        if self.compile_options is not None and not self._compiled:
+            for name in ("forward", "forward_with_aux"):
+                if hasattr(self.net, name):
+                    self._compiled[name] = torch.compile(getattr(self.net, name), **self.compile_options)
+
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return self.net(images)
+        return self._compiled.get("forward", self.net)(images.contiguous(memory_format=self.memory_format))
 
     def _logits_at_label_size(self, logits: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
         if logits.shape[-2:] == masks.shape[-2:]:
             return logits
         return F.interpolate(logits, size=masks.shape[-2:], mode="bilinear", align_corners=False)
 
-    def model_step(self, batch: tuple[torch.Tensor, torch.Tensor], stage: Stage) -> torch.Tensor:
-        """The one step shared by train / val / test: loss, metric update, logging."""
-        images, masks = batch
-        with_aux = getattr(self.net, "forward_with_aux", None)
+    def loss_and_logits(self, images: torch.Tensor, masks: torch.Tensor, stage: Stage) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(loss, logits (N, K, H', W') at the masks' size)``; in training with the aux-head losses added."""
+        with_aux = self._compiled.get("forward_with_aux", getattr(self.net, "forward_with_aux", None))
         if stage == "train" and with_aux is not None:
-            main, aux = with_aux(images)
+            main, aux = with_aux(images.contiguous(memory_format=self.memory_format))
         elif stage == "test":
             main, aux = tta_logits(self, images, self.tta), []
         else:
@@ -109,6 +128,12 @@ class SegmentationSystem(L.LightningModule):
         loss = self.criterion(logits, masks)
         for extra in aux:
             loss = loss + self.aux_weight * self.criterion(self._logits_at_label_size(extra, masks), masks)
+        return loss, logits
+
+    def model_step(self, batch: tuple[torch.Tensor, torch.Tensor], stage: Stage) -> torch.Tensor:
+        """The one step shared by train / val / test: loss, metric update, logging."""
+        images, masks = batch
+        loss, logits = self.loss_and_logits(images, masks, stage)
         self._metrics(stage).update(logits.argmax(dim=1), masks)
         self.log(
             f"{stage}/loss", loss, on_step=stage == "train", on_epoch=True, prog_bar=True, batch_size=images.shape[0], sync_dist=stage != "train"

@@ -13,6 +13,7 @@ from hydra.core.hydra_config import HydraConfig
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from tconvseg.budget import count_process_startup, finished_budget, mark_run_start
 from tconvseg.builders import build_datamodule, build_group, build_system, build_trainer
 from tconvseg.callbacks import StopOnNonFinite, StoreRunInfo
 from tconvseg.checkpoints import (
@@ -46,7 +47,10 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
         SystemExit: with status 143 after SIGTERM, once the last complete checkpoint is on disk.
         tconvseg.callbacks.NonFiniteError: a NaN / infinite loss or gradient.
     """
+    mark_run_start()  # a time budget (callbacks.time_budget) counts from here
     cfg = copy.deepcopy(cfg)
+    if cfg.get("threads"):
+        torch.set_num_threads(int(cfg.threads))
     if cfg.get("seed") is not None:
         L.seed_everything(cfg.seed, workers=True)
     torch.set_float32_matmul_precision(cfg.get("float32_matmul_precision", "high"))
@@ -110,6 +114,7 @@ def _task(cfg: DictConfig) -> float | None:
 
 def main() -> None:
     """``tconvseg-train`` / ``python scripts/train.py``: Hydra overrides on the command line."""
+    count_process_startup()  # a time budget includes the interpreter's and Hydra's start-up
     run_hydra(_task, "train")
 
 
@@ -165,7 +170,7 @@ def _finished(checkpoint: dict, trainer: L.Trainer) -> str | None:
         return f"{epochs} of max_epochs={trainer.max_epochs} epochs done"
     if trainer.max_steps not in (None, -1) and steps >= trainer.max_steps:
         return f"{steps} of max_steps={trainer.max_steps} steps done"
-    return None
+    return finished_budget(checkpoint)
 
 
 def _stored_best(checkpoint: dict) -> tuple[str, float | None, str | None]:

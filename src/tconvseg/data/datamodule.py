@@ -147,6 +147,7 @@ class SegmentationDataModule(lightning.LightningDataModule):
             raise ValueError(f"num_workers={num_workers} is invalid; expected >= 0")
         self.splits = {**DEFAULT_SPLITS, **dict(splits or {})}
         self._dataset_factory = dataset
+        self._train_spec = dict(train_transforms or {}) if isinstance(train_transforms, Mapping) or train_transforms is None else None
         self._transforms = {
             "train": _build_transforms(train_transforms, build_train_transforms, ignore_index=self.info.ignore_index),
             "eval": _build_transforms(eval_transforms, build_eval_transforms),
@@ -184,6 +185,27 @@ class SegmentationDataModule(lightning.LightningDataModule):
                 )
             self._datasets[key] = ds
         return self._datasets[key]
+
+    def set_train_transforms(self, changes: Mapping[str, Any]) -> None:
+        """Rebuild the training transforms with ``changes`` over the configured options; the train dataset
+        uses them from its next item (a mid-run phase change, see :mod:`tconvseg.phases`).
+
+        Persistent loader workers hold copies of the dataset that never see the change, so they are refused.
+        """
+        if self._train_spec is None:
+            raise ValueError("train_transforms was given as a ready transform, not options; expected options to change")
+        if self.persistent_workers:
+            raise ValueError(
+                f"cannot change the training transforms mid-run with data.num_workers={self.num_workers} persistent workers "
+                "(they keep their own copy); expected data.persistent_workers=false (the change then starts with the "
+                "next epoch) or data.num_workers=0"
+            )
+        spec = {**self._train_spec, **dict(changes)}
+        self._transforms["train"] = _build_transforms(spec, build_train_transforms, ignore_index=self.info.ignore_index)
+        self._train_spec = spec
+        for (_, kind), dataset in self._datasets.items():
+            if kind == "train":
+                dataset.transforms = self._transforms["train"]
 
     def setup(self, stage: str | None = None) -> None:
         """Build (and thereby validate) the splits of ``stage``; ``None`` builds the ``fit`` splits."""

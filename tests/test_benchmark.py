@@ -1,0 +1,59 @@
+"""scripts/benchmark.py: one table with every column for model options, a torchvision peer and a
+training run folder (1 timed step at tiny sizes; speeds are not checked, only that they are measured)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tconvseg.benchmark import main
+from tconvseg.runs import read_run
+from tconvseg.train import train
+from tests.training_helpers import CHEAP, compose_cfg
+
+COLUMNS = ["model / run", "kind", "params M", "GFLOPs 64×96", "train img/s 32×48", "infer img/s 32×48", "first step s", "peak MiB Δ",
+           "val mIoU best %", "val mIoU final %", "train mIoU %", "budget min", "spent min"]
+
+
+@pytest.fixture(scope="module")
+def budgeted_run(tmp_path_factory):
+    """A finished budgeted run of the tiny model (one epoch, validated at its end)."""
+    tmp_path = tmp_path_factory.mktemp("run")
+    cfg = compose_cfg("train", tmp_path, ["experiment=camvid_cpu_15min", "data=synthetic", "model=tiny", *CHEAP, "trainer.max_epochs=1",
+                                          "trainer.val_check_interval=1.0", "validate_best=false"])
+    _, objects = train(cfg)
+    return objects["trainer"].checkpoint_callback
+
+
+def test_a_run_folder_is_read(budgeted_run):
+    run = read_run(budgeted_run.dirpath.removesuffix("/checkpoints"))
+    assert run.best_val_miou == pytest.approx(float(budgeted_run.best_model_score))
+    assert run.final_val_miou == pytest.approx(run.best_val_miou) and 0 <= run.final_train_miou <= 1
+    assert run.budget_s == 900 and 0 < run.spent_s < 900
+    assert run.num_classes == 4 and run.model_cfg["net"]["_target_"] == "tconvseg.nn.FCN"
+
+
+def test_a_folder_without_checkpoints_is_refused(tmp_path):
+    with pytest.raises(FileNotFoundError, match=r"--runs .*: no checkpoints/last.ckpt in it; expected a training run folder"):
+        read_run(tmp_path)
+
+
+def test_the_table_has_every_column_for_options_peers_and_runs(budgeted_run, tmp_path, capsys):
+    folder = budgeted_run.dirpath.removesuffix("/checkpoints")
+    out = tmp_path / "rows.json"
+    main(["--models", "peer_lraspp_mobilenet_v3_large", "--runs", folder, "--steps", "1", "--batch", "2", "--train-size", "32x48",
+          "--infer-size", "32x48", "--flops-size", "64x96", "--threads", "1", "--json", str(out)])
+    printed = capsys.readouterr().out
+    for column in COLUMNS:
+        assert column in printed, f"column {column!r} missing"
+    assert "to the best peer: peer_lraspp_mobilenet_v3_large" in printed
+    peer, run = json.loads(out.read_text())
+    assert peer["is_peer"] and not run["is_peer"]
+    for row in (peer, run):
+        assert set(row["speed"]) == {"params_m", "gflops", "first_step_s", "train_ips", "infer_ips", "peak_mib"}
+        assert all(isinstance(v, float) and v > 0 for k, v in row["speed"].items() if k != "peak_mib")
+    assert run["speed"]["params_m"] < peer["speed"]["params_m"]
+    best = float(budgeted_run.best_model_score)
+    assert run["run"]["best_val_miou"] == pytest.approx(best)
+    assert f"{100 * best:.1f}" in printed and "(1.00×)" in printed
