@@ -32,6 +32,9 @@ log = logging.getLogger(__name__)
 def evaluate(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
     """Evaluate ``cfg.ckpt_path`` on ``cfg.split``: print the table, then write the JSON report.
 
+    Under DDP each rank scores its own shard of the split (no item twice) and only rank zero
+    prints and writes.
+
     The report goes to ``output_json`` or ``<run dir>/eval_<split>_<checkpoint stem>.json``,
     written atomically, so evaluating several checkpoints of one run keeps every result.
 
@@ -61,9 +64,12 @@ def evaluate(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
     trainer = build_trainer(cfg, logger=False, callbacks=[], enable_checkpointing=False)
     (result,) = trainer.test(model, datamodule=datamodule, verbose=False)
     metrics = {f"{cfg.split}/{k.removeprefix('test/')}": float(v) for k, v in result.items()}
+    json_path = Path(cfg.output_json) if cfg.get("output_json") else run_dir_of(ckpt_path) / f"eval_{cfg.split}_{Path(ckpt_path).stem}.json"
+    objects = {"cfg": cfg, "datamodule": datamodule, "model": model, "trainer": trainer, "json_path": json_path}
+    if not trainer.is_global_zero:  # under DDP every rank holds the reduced metrics; one reports them
+        return metrics, objects
     print_report(metrics, cfg.split, list(datamodule.info.class_names))
 
-    json_path = Path(cfg.output_json) if cfg.get("output_json") else run_dir_of(ckpt_path) / f"eval_{cfg.split}_{Path(ckpt_path).stem}.json"
     report = {"checkpoint": str(Path(ckpt_path).resolve()), "split": cfg.split, "epoch": checkpoint.get("epoch"), "metrics": metrics}
     try:
         json_path.parent.mkdir(parents=True, exist_ok=True)
@@ -74,7 +80,7 @@ def evaluate(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
             f"{type(err).__name__}: {err}. Expected a writable folder: pass output_json=<path> to write it elsewhere."
         ) from err
     log.info("Wrote %s", json_path)
-    return metrics, {"cfg": cfg, "datamodule": datamodule, "model": model, "trainer": trainer, "json_path": json_path}
+    return metrics, objects
 
 
 def _task(cfg: DictConfig) -> float | None:
