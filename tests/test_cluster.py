@@ -26,7 +26,7 @@ from tests.training_helpers import CHEAP, CONFIG_DIR, compose_cfg
 ROOT = Path(__file__).resolve().parents[1]
 SLURM_JOB = {
     "SLURM_JOB_ID": "4242", "SLURM_NTASKS": "1", "SLURM_NTASKS_PER_NODE": "1", "SLURM_NNODES": "1", "SLURM_PROCID": "0",
-    "SLURM_LOCALID": "0", "SLURM_NODEID": "0", "SLURM_JOB_NAME": "train", "SLURM_NODELIST": "localhost",
+    "SLURM_LOCALID": "0", "SLURM_NODEID": "0", "SLURM_JOB_NAME": "train", "SLURM_NODELIST": "localhost", "SLURM_STEP_ID": "0",
 }
 
 
@@ -41,10 +41,12 @@ def test_run_names_per_launcher(no_cluster):
     assert len(run_name().rsplit("_", 1)[1]) == 6
     for key, value in SLURM_JOB.items():
         no_cluster.setenv(key, value)
-    assert run_name() == "slurm-4242"
+    assert run_name() == "slurm-4242.0"
+    no_cluster.setenv("SLURM_STEP_ID", "1")  # the job's next srun: another run
+    assert run_name() == "slurm-4242.1"
     no_cluster.setenv("SLURM_ARRAY_JOB_ID", "77")
     no_cluster.setenv("SLURM_ARRAY_TASK_ID", "3")
-    assert run_name() == "slurm-77_3"
+    assert run_name() == "slurm-77_3.1"
     no_cluster.setenv("SLURM_JOB_NAME", "interactive")  # an interactive allocation is not a SLURM-managed run
     assert not run_name().startswith("slurm-")
     no_cluster.setenv("TORCHELASTIC_RUN_ID", "exp/7")
@@ -81,7 +83,7 @@ def test_runs_started_in_the_same_second_get_their_own_folders(no_cluster):
 def test_a_slurm_job_always_gets_the_same_folder(no_cluster):
     for key, value in SLURM_JOB.items():
         no_cluster.setenv(key, value)
-    assert {Path(d).name for d in _run_dirs(2)} == {"slurm-4242"}
+    assert {Path(d).name for d in _run_dirs(2)} == {"slurm-4242.0"}
 
 
 def test_trainer_gets_slurm_auto_requeue_only_under_slurm(no_cluster, tmp_path):
@@ -124,7 +126,7 @@ def test_preempted_slurm_job_is_requeued_and_resumes_from_its_own_checkpoint(tmp
     # 128 images, batch 8: 16 steps an epoch, 4 epochs.
     args = [sys.executable, str(ROOT / "scripts" / "train.py"), "data=synthetic", "model=tiny", "data.dataset.num_samples.train=128",
             "trainer.max_epochs=4", "validate_best=false", *CHEAP]
-    run_dir = tmp_path / "logs" / "train" / "runs" / "slurm-4242"
+    run_dir = tmp_path / "logs" / "train" / "runs" / "slurm-4242.0"
 
     first = subprocess.Popen(args, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     _wait_for(lambda: (run_dir / "checkpoints" / "last.ckpt").is_file(), first, "the first epoch's checkpoint")
@@ -145,7 +147,7 @@ def test_preempted_slurm_job_is_requeued_and_resumes_from_its_own_checkpoint(tmp
     assert second.returncode == 0, out[-3000:]
     assert f"SLURM job 4242 was requeued: resuming from {furthest} (global step {steps[furthest]})" in out
     assert f"Restored all states from the checkpoint at {furthest}" in out
-    assert [p.name for p in run_dir.parent.iterdir()] == ["slurm-4242"]
+    assert [p.name for p in run_dir.parent.iterdir()] == ["slurm-4242.0"]
     assert load_checkpoint(run_dir / "checkpoints" / "last.ckpt")["global_step"] == 64
 
 

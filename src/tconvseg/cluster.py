@@ -2,9 +2,10 @@
 
 The run folder's name comes from the ``${tconvseg.run_name:}`` resolver (see ``configs/hydra``):
 
-* under SLURM (``srun``), ``slurm-<job id>`` (``slurm-<array job id>_<task id>`` for array tasks): the
-  same for every task of the job and for the job after a requeue, so the requeued job finds its own
-  checkpoints and :func:`requeued_checkpoint` resumes from them;
+* under SLURM (``srun``), ``slurm-<job id>.<step id>`` (``slurm-<array job id>_<task id>.<step id>``
+  for array tasks): the same for every task of the job step and for the job after a requeue (its
+  steps are numbered from 0 again), so the requeued job finds its own checkpoints and
+  :func:`requeued_checkpoint` resumes from them, while two ``srun`` runs in one job stay apart;
 * under ``torchrun`` with a rendezvous id (``--rdzv-id``, or ``--standalone``), ``torchrun-<id>``:
   the same for every rank;
 * otherwise ``<YYYY-mm-dd_HH-MM-SS>_<6 hex digits>``: unique even for runs started in the same second.
@@ -50,7 +51,8 @@ def run_name() -> str:
     """The name of this run's folder: shared by all processes of one run, distinct between runs (see module doc)."""
     job = slurm_job_id() if on_slurm() else None
     if job is not None:
-        return f"slurm-{job}"
+        step = os.environ.get("SLURM_STEP_ID")
+        return f"slurm-{job}" + (f".{step}" if step else "")
     rendezvous = os.environ.get("TORCHELASTIC_RUN_ID")
     if TorchElasticEnvironment.detect() and rendezvous and rendezvous != "none":
         return "torchrun-" + re.sub(r"[^A-Za-z0-9_.-]", "_", rendezvous)
