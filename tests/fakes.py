@@ -6,6 +6,7 @@ that several classes (and the ignore value) appear in every map.
 
 from __future__ import annotations
 
+import os
 import shutil
 import zipfile
 from collections.abc import Sequence
@@ -14,6 +15,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from tconvseg.data import synthetic_split
 from tconvseg.data.info import CAMVID, VOC
 
 CAMVID_SPLITS = ("train", "val", "test")
@@ -154,3 +156,11 @@ def make_folder_tree(
             Image.fromarray(random_image(rng, size)).save(root / "images" / split / f"img_{i:03d}.jpg")
             write_png(root / "masks" / split / f"img_{i:03d}.png", block_labels(rng, size, [*range(num_classes), 255]))
     return root
+
+
+def recording_synthetic_split(split: str, transforms=None, *, record: str, download: bool = False, **kwargs):
+    """``synthetic_split`` that appends ``<pid> <split> <download>`` to the file ``record`` on every call:
+    a stand-in for a downloading dataset, to count which process asked for a download."""
+    with open(record, "a") as handle:
+        handle.write(f"{os.getpid()} {split} {download}\n")
+    return synthetic_split(split, transforms, **kwargs)

@@ -62,6 +62,9 @@ def test_every_trainer_option_composes(option, tmp_path):
     assert cfg.trainer._target_ == "lightning.pytorch.trainer.Trainer"
     if option in ("cpu", "default"):
         assert instantiate(cfg.trainer, logger=False).max_epochs == cfg.trainer.max_epochs
+    elif option == "ddp_cpu":  # two processes: run for real in tests/test_ddp.py
+        trainer = instantiate(cfg.trainer, logger=False)
+        assert trainer.strategy.process_group_backend == "gloo" and trainer.num_devices == 2
     else:  # needs GPUs: checked on a GPU machine (see README, "GPU check")
         assert cfg.trainer.accelerator == "gpu"
 

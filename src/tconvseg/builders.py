@@ -11,6 +11,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import MissingMandatoryValue
 
 from tconvseg.checkpoints import AtomicCheckpointIO
+from tconvseg.cluster import cluster_plugins
 from tconvseg.data import SegmentationDataModule
 from tconvseg.system import SegmentationSystem
 
@@ -83,5 +84,8 @@ def build_group(cfg: DictConfig | None) -> list[Any]:
 
 
 def build_trainer(cfg: DictConfig, **kwargs: Any) -> L.Trainer:
-    """The Lightning Trainer of ``cfg.trainer``; checkpoints are written atomically and read as data only."""
-    return instantiate(cfg.trainer, plugins=[AtomicCheckpointIO()], **kwargs)
+    """The Lightning Trainer of ``cfg.trainer``; checkpoints are written atomically and read as data only.
+
+    Under SLURM it also gets Lightning's SLURM environment with auto-requeue (see :mod:`tconvseg.cluster`).
+    """
+    return instantiate(cfg.trainer, plugins=[AtomicCheckpointIO(), *cluster_plugins()], **kwargs)

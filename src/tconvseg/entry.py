@@ -19,12 +19,17 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
+from tconvseg.cluster import register_resolvers
+
 #: The packaged Hydra configs (train.yaml, eval.yaml and the groups).
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 #: Environment variable naming a folder of the user's own configs.
 USER_CONFIG_ENV = "TCONVSEG_CONFIG_DIR"
 
 log = logging.getLogger(__name__)
+
+# Before any config is composed: configs/hydra names run folders with ${tconvseg.run_name:}.
+register_resolvers()
 
 
 class ObjectiveError(KeyError):

@@ -34,6 +34,9 @@ log = logging.getLogger(__name__)
 def evaluate(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
     """Evaluate ``cfg.ckpt_path`` on ``cfg.split``: print the table, then write the JSON report.
 
+    Under DDP each rank scores its own shard of the split (no item twice) and only rank zero
+    prints and writes.
+
     The report goes to ``output_json`` or ``<run dir>/eval_<split>_<checkpoint stem>.json``,
     written atomically, so evaluating several checkpoints of one run keeps every result. Beside it:
     ``confusion_matrix_<split>_<stem>.csv`` / ``.png`` and ``samples_<split>_<stem>.png`` (the
@@ -67,9 +70,12 @@ def evaluate(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
     trainer = build_trainer(cfg, logger=False, callbacks=[recorder], enable_checkpointing=False)
     (result,) = trainer.test(model, datamodule=datamodule, verbose=False)
     metrics = {f"{cfg.split}/{k.removeprefix('test/')}": float(v) for k, v in result.items()}
+    json_path = Path(cfg.output_json) if cfg.get("output_json") else run_dir_of(ckpt_path) / f"eval_{cfg.split}_{Path(ckpt_path).stem}.json"
+    objects = {"cfg": cfg, "datamodule": datamodule, "model": model, "trainer": trainer, "json_path": json_path}
+    if not trainer.is_global_zero:  # under DDP every rank holds the reduced metrics; one reports them
+        return metrics, objects
     print_report(metrics, cfg.split, list(datamodule.info.class_names))
 
-    json_path = Path(cfg.output_json) if cfg.get("output_json") else run_dir_of(ckpt_path) / f"eval_{cfg.split}_{Path(ckpt_path).stem}.json"
     report = {"checkpoint": str(Path(ckpt_path).resolve()), "split": cfg.split, "epoch": checkpoint.get("epoch"), "metrics": metrics}
     try:
         json_path.parent.mkdir(parents=True, exist_ok=True)
@@ -80,11 +86,11 @@ def evaluate(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
             f"{type(err).__name__}: {err}. Expected a writable folder: pass output_json=<path> to write it elsewhere."
         ) from err
     log.info("Wrote %s", json_path)
-    if trainer.is_global_zero:  # pictures beside the JSON: confusion matrix (csv, png), image | truth | prediction
-        tag = f"{cfg.split}_{Path(ckpt_path).stem}"
-        pictures = write_eval_pictures(recorder, model, datamodule.dataset("test"), datamodule.info, json_path.parent, tag, cfg.get("samples", 4))
-        log.info("Wrote %s", ", ".join(str(p) for p in pictures))
-    return metrics, {"cfg": cfg, "datamodule": datamodule, "model": model, "trainer": trainer, "json_path": json_path}
+    # pictures beside the JSON: confusion matrix (csv, png), image | truth | prediction
+    tag = f"{cfg.split}_{Path(ckpt_path).stem}"
+    pictures = write_eval_pictures(recorder, model, datamodule.dataset("test"), datamodule.info, json_path.parent, tag, cfg.get("samples", 4))
+    log.info("Wrote %s", ", ".join(str(p) for p in pictures))
+    return metrics, objects
 
 
 def _task(cfg: DictConfig) -> float | None:

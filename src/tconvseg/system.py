@@ -16,6 +16,7 @@ import lightning as L
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torchmetrics import MeanMetric
 
 from tconvseg.losses import CrossEntropy
 from tconvseg.metrics import SegmentationMetrics
@@ -97,6 +98,7 @@ class SegmentationSystem(L.LightningModule):
         self.train_metrics = SegmentationMetrics(num_classes, ignore_index, class_names)
         self.val_metrics = SegmentationMetrics(num_classes, ignore_index, class_names)
         self.test_metrics = SegmentationMetrics(num_classes, ignore_index, class_names)
+        self.val_loss, self.test_loss = MeanMetric(), MeanMetric()
 
     def setup(self, stage: str) -> None:
         # Compiled functions, not a compiled module: an OptimizedModule attribute would add a second
@@ -135,9 +137,14 @@ class SegmentationSystem(L.LightningModule):
         images, masks = batch
         loss, logits = self.loss_and_logits(images, masks, stage)
         self._metrics(stage).update(logits.argmax(dim=1), masks)
-        self.log(
-            f"{stage}/loss", loss, on_step=stage == "train", on_epoch=True, prog_bar=True, batch_size=images.shape[0], sync_dist=stage != "train"
-        )
+        if stage == "train":
+            self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=images.shape[0])
+        else:
+            # A MeanMetric sums loss and count over DDP ranks exactly; Lightning's own mean sync rounds
+            # the summed batch count down to an integer (15 images on 2 ranks count as 14).
+            mean = getattr(self, f"{stage}_loss")
+            mean.update(loss.detach(), weight=images.shape[0])
+            self.log(f"{stage}/loss", mean, on_epoch=True, prog_bar=True)
         return loss
 
     def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:

@@ -24,6 +24,7 @@ from tconvseg.checkpoints import (
     load_checkpoint,
     run_dir_of,
 )
+from tconvseg.cluster import requeued_checkpoint
 from tconvseg.data import SegmentationDataModule
 from tconvseg.entry import objective, run_hydra
 
@@ -41,7 +42,8 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
     ``best_checkpoint``, ``finished_before`` (the resumed run had already finished).
 
     Resuming (``ckpt_path=last`` or a path) continues in the checkpoint's own run folder, so the
-    best score and top-k survive; a run of another experiment / model / data is refused.
+    best score and top-k survive; a run of another experiment / model / data is refused. A SLURM
+    job that was requeued resumes from its own run folder without being asked.
 
     Raises:
         SystemExit: with status 143 after SIGTERM, once the last complete checkpoint is on disk.
@@ -59,6 +61,8 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
     identity = run_identity(cfg, datamodule)
 
     resume = _resume_point(cfg, identity) if cfg.get("train", True) else None
+    if resume is None and cfg.get("train", True):
+        resume = requeued_checkpoint(cfg.paths.output_dir, identity)  # a requeued SLURM job's own folder
     if resume is not None:
         run_dir = run_dir_of(resume)
         log.info("Resuming from %s; writing on in its run folder %s", resume, run_dir)

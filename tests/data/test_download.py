@@ -553,7 +553,7 @@ def test_every_config_key_reaches_download_camvid(tmp_path, monkeypatch):
         "train", tmp_path, ["data=camvid", "data.num_workers=0", "data.dataset.download=true"]
         + [f"data.dataset.{key}={value}" for key, value in overrides.items()]
     )
-    build_datamodule(cfg).setup("fit")
+    build_datamodule(cfg).prepare_data()  # where Lightning downloads (once per node); setup never does
     assert calls and all(
         call == {"url": "http://127.0.0.1:9/mirror.zip", "splits": call["splits"], "tree": "1" * 40,
                  "sha256": "2" * 64, "timeout": 7.5, "max_download_bytes": 1234, "max_extract_bytes": 5678}
@@ -566,7 +566,7 @@ def test_hydra_overrides_drive_a_real_download(tmp_path):
     base = ["data=camvid", "data.num_workers=0", "data.dataset.download=true",
             f"data.dataset.download_url='{archive.path.as_uri()}'", f"data.dataset.download_tree='{archive.tree}'"]
     with pytest.raises(DatasetError, match=r"max_extract_bytes=1000"):
-        build_datamodule(compose_cfg("train", tmp_path, [*base, "data.dataset.max_extract_bytes=1000"])).setup("fit")
+        build_datamodule(compose_cfg("train", tmp_path, [*base, "data.dataset.max_extract_bytes=1000"])).prepare_data()
     assert_nothing_left(tmp_path / "data" / "CamVid")
-    build_datamodule(compose_cfg("train", tmp_path, base)).setup("fit")
+    build_datamodule(compose_cfg("train", tmp_path, base)).prepare_data()
     assert_extracted(tmp_path / "data" / "CamVid")

@@ -9,18 +9,17 @@ mappings fed to :func:`~tconvseg.data.transforms.train_transforms` /
 from __future__ import annotations
 
 import inspect
-import random
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import lightning
-import numpy as np
 import torch
 from torch.utils.data import DataLoader, Sampler
 
 from .base import SegmentationDataset, Transforms
 from .errors import DatasetError
 from .info import DatasetInfo, dataset_info
+from .samplers import EpochShuffleSampler, ShardSampler
 from .stats import WEIGHT_METHODS, median_frequency_weights
 from .transforms import eval_transforms as build_eval_transforms
 from .transforms import train_transforms as build_train_transforms
@@ -52,51 +51,6 @@ def _build_transforms(
     if unknown:
         raise ValueError(f"unknown {builder.__name__} option(s) {unknown}; expected some of {sorted(valid)}")
     return builder(**options, **fixed)
-
-
-def epoch_seed(seed: int, epoch: int) -> int:
-    """A seed for ``epoch`` of a run seeded with ``seed``: distinct per epoch, in numpy's range."""
-    return (seed * 1_000_003 + epoch * 7_919 + 1) % 2**32
-
-
-class EpochShuffleSampler(Sampler[int]):
-    """The training order: a random permutation that depends only on ``(seed, epoch)``.
-
-    Starting an epoch's iteration also seeds the main process's torch / numpy / ``random`` RNGs
-    from ``(seed, epoch)``. Augmentations drawn in the main process and any randomness in the model
-    then depend on the epoch number alone, not on how many epochs this process has run, so a run
-    resumed from an end-of-epoch checkpoint continues exactly as the uninterrupted run would. This
-    lives here, not in an ``on_train_epoch_start`` hook, because Lightning fetches the first batch
-    of a fit call before that hook runs.
-
-    The generator is shared with the :class:`DataLoader`, which draws its worker base seed from it,
-    so non-persistent workers are seeded per epoch as well. Lightning calls :meth:`set_epoch`
-    before each epoch; ``epoch`` is the first epoch (``trainer.current_epoch`` when resuming).
-    """
-
-    def __init__(self, num_items: int, seed: int, generator: torch.Generator, epoch: int = 0, seed_globals: bool = True) -> None:
-        self.num_items = num_items
-        self.seed = seed
-        self.generator = generator
-        self.seed_globals = seed_globals
-        self.set_epoch(epoch)
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-        self.generator.manual_seed(epoch_seed(self.seed, epoch))
-
-    def __len__(self) -> int:
-        return self.num_items
-
-    def __iter__(self) -> Iterator[int]:
-        value = epoch_seed(self.seed, self.epoch)
-        self.generator.manual_seed(value)
-        order = torch.randperm(self.num_items, generator=self.generator).tolist()
-        if self.seed_globals:
-            torch.manual_seed(value)
-            np.random.seed(value)
-            random.seed(value)
-        return iter(order)
 
 
 class SegmentationDataModule(lightning.LightningDataModule):
@@ -170,13 +124,18 @@ class SegmentationDataModule(lightning.LightningDataModule):
     def ignore_index(self) -> int:
         return self.info.ignore_index
 
-    def dataset(self, role: str) -> SegmentationDataset:
-        """The dataset serving ``role`` (``train``/``val``/``test``/``predict``), built once and cached."""
+    def dataset(self, role: str, download: bool = True) -> SegmentationDataset:
+        """The dataset serving ``role`` (``train``/``val``/``test``/``predict``), built once and cached.
+
+        ``download=False`` switches off a download the dataset config asks for (``setup`` on every
+        rank: the data is fetched once, by ``prepare_data``).
+        """
         split = self.splits[role]
         kind = "train" if role == "train" else "eval"
         key = (split, kind)
         if key not in self._datasets:
-            ds = self._dataset_factory(split=split, transforms=self._transforms[kind])
+            extra = {} if download or "download" not in inspect.signature(self._dataset_factory).parameters else {"download": False}
+            ds = self._dataset_factory(split=split, transforms=self._transforms[kind], **extra)
             if ds.info.num_classes != self.info.num_classes or ds.info.ignore_index != self.info.ignore_index:
                 raise DatasetError(
                     f"dataset {type(ds).__name__} (split {split!r}) has {ds.info.num_classes} classes and "
@@ -207,13 +166,22 @@ class SegmentationDataModule(lightning.LightningDataModule):
             if kind == "train":
                 dataset.transforms = self._transforms["train"]
 
+    def prepare_data(self) -> None:
+        """Build the splits of the trainer's stage, downloading them if the dataset config says so.
+
+        Lightning calls this once per node (local rank zero) before any rank's :meth:`setup`.
+        """
+        stage = self.trainer.state.fn.value if self.trainer is not None and self.trainer.state.fn else "fit"
+        for role in _STAGE_ROLES.get(stage, _STAGE_ROLES["fit"]):
+            self.dataset(role)
+
     def setup(self, stage: str | None = None) -> None:
-        """Build (and thereby validate) the splits of ``stage``; ``None`` builds the ``fit`` splits."""
+        """Build (and thereby validate) the splits of ``stage``, never downloading; ``None``: the ``fit`` splits."""
         stage = stage or "fit"
         if stage not in _STAGE_ROLES:
             raise ValueError(f"unknown stage {stage!r}; expected one of {sorted(_STAGE_ROLES)}")
         for role in _STAGE_ROLES[stage]:
-            self.dataset(role)
+            self.dataset(role, download=False)
 
     def class_weights(self, method: str = "median_frequency") -> torch.Tensor:
         """Loss weights of shape ``(num_classes,)`` from the train masks at label resolution.
@@ -235,15 +203,18 @@ class SegmentationDataModule(lightning.LightningDataModule):
         # A private generator drives shuffling and worker seeds without drawing from the global RNG,
         # so loaders never shift the model's random stream.
         generator = torch.Generator()
-        sampler = None
+        replicas, rank = self._shard()
+        sampler: Sampler[int] | None = None
         if shuffle:
             base = self.seed if self.seed is not None else torch.initial_seed()
             # The modulo keeps unseeded (random 64-bit) bases in range.
             # When resuming, Lightning has restored the epoch counter before it asks for this loader.
             epoch = self.trainer.current_epoch if self.trainer is not None else 0
-            sampler = EpochShuffleSampler(len(self.dataset(role)), base % 2**63, generator, epoch=epoch)
+            sampler = EpochShuffleSampler(len(self.dataset(role)), base % 2**63, generator, epoch=epoch, num_replicas=replicas, rank=rank)
         else:
             generator.manual_seed(0)
+            if replicas > 1:
+                sampler = ShardSampler(len(self.dataset(role)), replicas, rank)
         return DataLoader(
             self.dataset(role),
             batch_size=batch_size,
@@ -255,6 +226,20 @@ class SegmentationDataModule(lightning.LightningDataModule):
             collate_fn=collate_pairs,
             generator=generator,
         )
+
+    def _shard(self) -> tuple[int, int]:
+        """``(world size, global rank)`` of the trainer; the loaders shard the splits themselves."""
+        if self.trainer is None or self.trainer.world_size == 1:
+            return 1, 0
+        # Lightning's replacement would pad evaluation splits with duplicates and wrap the training
+        # sampler without calling its set_epoch; the trainer/ddp*.yaml options switch it off.
+        if self.trainer._accelerator_connector.use_distributed_sampler:
+            raise ValueError(
+                "trainer.use_distributed_sampler=true under DDP: Lightning would replace this datamodule's samplers "
+                "(padding evaluation splits with duplicates that distort the metrics). Expected "
+                "trainer.use_distributed_sampler=false, as in trainer=ddp and trainer=ddp_cpu: the datamodule shards by rank itself."
+            )
+        return self.trainer.world_size, self.trainer.global_rank
 
     def train_dataloader(self) -> DataLoader:
         return self._loader("train", self.batch_size, shuffle=True, drop_last=self.drop_last)
