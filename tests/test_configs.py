@@ -78,6 +78,9 @@ EXPECTED_CALLBACKS = {
     "rich_progress_bar": ["RichProgressBar"],
     "early_stopping": ["EarlyStopping"],
     "val_samples": ["ValSamples"],
+    "ema": ["EMAWeights"],
+    "time_budget": ["TimeBudget"],
+    "train_phase": ["TrainTransformPhase"],
     "with_samples": ["LearningRateMonitor", "ModelCheckpoint", "RichProgressBar", "ValSamples"],
 }
 
