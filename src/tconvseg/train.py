@@ -188,5 +188,6 @@ def _stored_best(checkpoint: dict) -> tuple[str, float | None, str | None]:
 
 def _log_plan(cfg: DictConfig, model: L.LightningModule) -> None:
     params = sum(p.numel() for p in model.parameters())
-    log.info("Model: %s, %.2fM parameters", OmegaConf.select(cfg, "model.net.encoder.name") or "custom", params / 1e6)
+    name = OmegaConf.select(cfg, "model.net.encoder.name") or OmegaConf.select(cfg, "model.net.name")  # encoder, or a peer's name
+    log.info("Model: %s, %.2fM parameters", name or "custom", params / 1e6)
     log.info("Output dir: %s", cfg.paths.output_dir)
