@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from tconvseg.benchmark import main
+from tconvseg.benchmark import _cell, main
 from tconvseg.runs import read_run
 from tconvseg.train import train
 from tests.training_helpers import CHEAP, compose_cfg
@@ -57,3 +57,10 @@ def test_the_table_has_every_column_for_options_peers_and_runs(budgeted_run, tmp
     best = float(budgeted_run.best_model_score)
     assert run["run"]["best_val_miou"] == pytest.approx(best)
     assert f"{100 * best:.1f}" in printed and "(1.00×)" in printed
+
+
+def test_cells_give_ratios_and_point_differences():
+    assert _cell(40.21, ".1f", 58.76, delta=True) == "40.2 (-18.5)"  # points, both in percent
+    assert _cell(59.79, ".1f", 58.76, delta=True) == "59.8 (+1.0)"
+    assert _cell(27.3, ".1f", 29.7) == "27.3 (0.92×)"
+    assert _cell(None, ".1f", 29.7) == "–"

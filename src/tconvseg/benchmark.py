@@ -161,11 +161,12 @@ def _best_peer(rows: list[Row]) -> Row | None:
 
 
 def _cell(value: float | None, fmt: str, ref: float | None = None, delta: bool = False) -> str:
+    """``value`` formatted, then ``(ratio×)`` to ``ref``, or with ``delta`` the difference in ``value``'s own units."""
     if value is None:
         return "–"
     text = format(value, fmt)
     if ref:
-        text += f" ({100 * (value - ref):+.1f})" if delta else f" ({value / ref:.2f}×)"
+        text += f" ({value - ref:+.1f})" if delta else f" ({value / ref:.2f}×)"
     return text
 
 
