@@ -8,6 +8,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from tconvseg.checkpoints import resume_checkpoint_path
 from tconvseg.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from tconvseg.train import train
 from tests.training_helpers import CHEAP, compose_cfg
@@ -17,7 +18,7 @@ def train_tiny(tmp: Path) -> Path:
     """``last.ckpt`` of ``model=tiny data=synthetic`` trained for one epoch under ``tmp``."""
     cfg = compose_cfg("train", tmp, ["data=synthetic", "model=tiny", *CHEAP, "trainer.max_epochs=1", "validate_best=false"])
     _, objects = train(cfg)
-    return Path(objects["trainer"].checkpoint_callback.last_model_path)
+    return Path(resume_checkpoint_path(objects["trainer"].checkpoint_callbacks))
 
 
 def write_image(path: Path, size: tuple[int, int], mode: str = "RGB", seed: int = 0) -> Path:

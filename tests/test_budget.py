@@ -14,7 +14,7 @@ from hydra.utils import instantiate
 from tconvseg import budget as budget_module
 from tconvseg.budget import STATE_KEY, TimeBudget, as_seconds, cosine_factor, finished_budget
 from tconvseg.builders import build_datamodule, build_group, build_system, build_trainer
-from tconvseg.checkpoints import load_checkpoint
+from tconvseg.checkpoints import load_checkpoint, resume_checkpoint_path
 from tconvseg.train import train
 from tests.training_helpers import CHEAP, compose_cfg
 
@@ -91,7 +91,8 @@ def test_training_stops_at_the_budget_with_a_final_validation_and_checkpoint(tmp
     clock, lrs = FakeClock(), RecordLR()
     budget = instantiate(cfg.callbacks.time_budget, budget=40, reserve=10, warmup_steps=4, min_lr_ratio=0.05, clock=clock)
     checkpoints = instantiate(cfg.callbacks.model_checkpoint)
-    trainer = build_trainer(cfg, callbacks=[Tick(clock, 1.0), budget, lrs, checkpoints], logger=False)
+    last_saver = instantiate(cfg.callbacks.last_checkpoint)
+    trainer = build_trainer(cfg, callbacks=[Tick(clock, 1.0), budget, lrs, checkpoints, last_saver], logger=False)
     trainer.fit(system, datamodule=datamodule)
 
     # One fake second a step, stop at 40 - 10 = 30 s: 30 steps, in the 4th epoch of 8 steps.
@@ -100,7 +101,7 @@ def test_training_stops_at_the_budget_with_a_final_validation_and_checkpoint(tmp
     expected = [peak * min(1.0, (s + 1) / 4) * cosine_factor(s / 30, 0.05) for s in range(30)]
     assert lrs.lrs == pytest.approx(expected, rel=1e-9)
     assert budget.lr_factor(30) == pytest.approx(0.05)  # the floor, at the stop
-    last = load_checkpoint(checkpoints.last_model_path)
+    last = load_checkpoint(resume_checkpoint_path([checkpoints, last_saver]))
     assert last["global_step"] == 30, "the final validation did not write a checkpoint at the stop"
     assert checkpoints.best_model_score is not None  # the validation at the stop scored the model
     state = last["callbacks"][STATE_KEY]
@@ -129,9 +130,9 @@ def test_a_restored_budget_continues_the_clock_and_the_schedule():
 def test_resume_with_ckpt_path_last_continues_the_time_budget(tmp_path):
     budget = ["callbacks.time_budget.budget=600", "callbacks.time_budget.warmup_steps=0", "validate_best=false", "callbacks.time_budget.reserve=30"]
     _, first = train(compose_cfg("train", tmp_path, [*BUDGETED, *budget, "trainer.max_epochs=1"], run="first"))
-    before = load_checkpoint(first["trainer"].checkpoint_callback.last_model_path)["callbacks"][STATE_KEY]
+    before = load_checkpoint(resume_checkpoint_path(first["trainer"].checkpoint_callbacks))["callbacks"][STATE_KEY]
     _, second = train(compose_cfg("train", tmp_path, [*BUDGETED, *budget, "trainer.max_epochs=2", "ckpt_path=last"], run="second"))
-    after = load_checkpoint(second["trainer"].checkpoint_callback.last_model_path)["callbacks"][STATE_KEY]
+    after = load_checkpoint(resume_checkpoint_path(second["trainer"].checkpoint_callbacks))["callbacks"][STATE_KEY]
     assert second["trainer"].global_step == 16
     assert after["train_start"] == before["train_start"]  # the schedule's origin survived the restart
     assert after["elapsed"] > before["elapsed"]  # and the time spent before it still counts

@@ -70,10 +70,10 @@ def test_every_trainer_option_composes(option, tmp_path):
 
 
 EXPECTED_CALLBACKS = {
-    "default": ["LearningRateMonitor", "ModelCheckpoint", "RichProgressBar"],
-    "with_early_stopping": ["EarlyStopping", "LearningRateMonitor", "ModelCheckpoint", "RichProgressBar"],
+    "default": ["LearningRateMonitor", "ModelCheckpoint", "ModelCheckpoint", "RichProgressBar"],
+    "with_early_stopping": ["EarlyStopping", "LearningRateMonitor", "ModelCheckpoint", "ModelCheckpoint", "RichProgressBar"],
     "none": [],
-    "model_checkpoint": ["ModelCheckpoint"],
+    "model_checkpoint": ["ModelCheckpoint", "ModelCheckpoint"],  # the best by val/mIoU, and last.ckpt
     "lr_monitor": ["LearningRateMonitor"],
     "rich_progress_bar": ["RichProgressBar"],
     "early_stopping": ["EarlyStopping"],
@@ -81,7 +81,7 @@ EXPECTED_CALLBACKS = {
     "ema": ["EMAWeights"],
     "time_budget": ["TimeBudget"],
     "train_phase": ["TrainTransformPhase"],
-    "with_samples": ["LearningRateMonitor", "ModelCheckpoint", "RichProgressBar", "ValSamples"],
+    "with_samples": ["LearningRateMonitor", "ModelCheckpoint", "ModelCheckpoint", "RichProgressBar", "ValSamples"],
 }
 
 

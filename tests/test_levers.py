@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from tconvseg.builders import build_datamodule, build_system, build_trainer
-from tconvseg.checkpoints import load_checkpoint
+from tconvseg.checkpoints import load_checkpoint, resume_checkpoint_path
 from tconvseg.evaluate import evaluate
 from tconvseg.phases import TrainTransformPhase
 from tconvseg.train import train
@@ -22,7 +22,7 @@ EMA = ["callbacks=[default,ema]", "callbacks.rich_progress_bar=null", "callbacks
 
 def test_ema_weights_are_validated_checkpointed_tested_and_evaluated(tmp_path):
     metrics, objects = train(compose_cfg("train", tmp_path, [*SYNTH, *EMA, "trainer.max_epochs=2", "test=true"]))
-    last = load_checkpoint(objects["trainer"].checkpoint_callback.last_model_path)
+    last = load_checkpoint(resume_checkpoint_path(objects["trainer"].checkpoint_callbacks))
     raw, averaged = last["current_model_state"], last["state_dict"]
     assert raw.keys() == averaged.keys()
     assert any(not torch.equal(raw[k], averaged[k]) for k in raw if raw[k].is_floating_point())
@@ -62,8 +62,8 @@ def test_ema_resume_ends_bit_identical_to_the_uninterrupted_run(tmp_path):
         _, resumed = train(compose_cfg("train", tmp_path / "b", [*common, "ckpt_path=last"], run="second"))
     finally:
         torch.set_num_threads(threads)
-    ref = load_checkpoint(straight["trainer"].checkpoint_callback.last_model_path)
-    got = load_checkpoint(resumed["trainer"].checkpoint_callback.last_model_path)
+    ref = load_checkpoint(resume_checkpoint_path(straight["trainer"].checkpoint_callbacks))
+    got = load_checkpoint(resume_checkpoint_path(resumed["trainer"].checkpoint_callbacks))
     assert got["global_step"] == ref["global_step"] == 24
     for key in ("state_dict", "current_model_state"):
         assert all(torch.equal(got[key][k], ref[key][k]) for k in ref[key]), f"{key} differs after resume"

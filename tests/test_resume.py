@@ -18,7 +18,7 @@ import torch
 
 from tconvseg.builders import ConfigError
 from tconvseg.callbacks import NonFiniteError, StopOnNonFinite
-from tconvseg.checkpoints import load_checkpoint
+from tconvseg.checkpoints import load_checkpoint, resume_checkpoint_path
 from tconvseg.train import SIGTERM_EXIT_CODE, train
 from tests.training_helpers import CHEAP, compose_cfg
 
@@ -64,7 +64,7 @@ def _interrupt_after_epoch(proc: subprocess.Popen, root: Path, epoch: int, sig: 
 
 def _final_state(root: Path) -> tuple[dict, dict]:
     checkpoint = load_checkpoint(_last(root))
-    (mc,) = [s for s in checkpoint["callbacks"].values() if "best_model_score" in s]
+    (mc,) = [s for s in checkpoint["callbacks"].values() if "best_model_score" in s and s.get("monitor")]
     return checkpoint["state_dict"], mc
 
 
@@ -113,6 +113,28 @@ def test_resume_keeps_best_score_and_top_k(tmp_path):
     kept = sorted((tmp_path / "logs").rglob("epoch*.ckpt"))
     assert len(kept) == 2 and {p.parent for p in kept} == {Path(before.dirpath)}
     assert not (tmp_path / "logs" / "train" / "runs" / "second").exists()
+
+
+def test_last_ckpt_follows_every_epoch_after_the_best_stops_improving(tmp_path):
+    """Lightning 2.6's ``save_last`` writes last.ckpt only with a new top-k file; ours must not stall at the best.
+
+    The monitor ``step`` with ``mode=min`` makes the first validation the best forever (deterministic, unlike a
+    real metric). Resuming from last.ckpt must continue after epoch 2, not from the best epoch 1.
+    """
+    never_better = ["callbacks.model_checkpoint.monitor=step", "callbacks.model_checkpoint.mode=min", "validate_best=false"]
+    _, first = train(compose_cfg("train", tmp_path, [*SYNTH, *never_better, "trainer.max_epochs=2"], run="first"))
+    steps_per_epoch = first["trainer"].global_step // 2
+    folder = tmp_path / "logs" / "train" / "runs" / "first" / "checkpoints"
+    (best,) = folder.glob("epoch*.ckpt")
+    assert best.name.startswith("epoch000"), best
+    last = load_checkpoint(folder / "last.ckpt")
+    assert last["global_step"] == 2 * steps_per_epoch, "last.ckpt stalled at the best checkpoint"
+    assert resume_checkpoint_path(first["trainer"].checkpoint_callbacks) == str(folder / "last.ckpt")
+
+    _, resumed = train(compose_cfg("train", tmp_path, [*SYNTH, *never_better, "trainer.max_epochs=3", "ckpt_path=last"],
+                                   run="second"))
+    assert resumed["trainer"].global_step == 3 * steps_per_epoch  # one more epoch, not two
+    assert load_checkpoint(folder / "last.ckpt")["global_step"] == 3 * steps_per_epoch
 
 
 def test_resuming_a_finished_run_says_so(tmp_path, caplog):

@@ -214,6 +214,20 @@ def _fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
+def resume_checkpoint_path(callbacks: Sequence[Any]) -> str:
+    """The newest checkpoint written for resuming by these ``ModelCheckpoint`` callbacks, ``""`` if none yet.
+
+    That is the file of a callback with ``monitor=None`` (configs/callbacks/model_checkpoint.yaml's
+    ``last_checkpoint``: it rewrites ``last.ckpt`` at every validation), else a ``save_last`` file.
+    A monitored callback's ``last_model_path`` alone is not enough: since Lightning 2.6 it moves only
+    when a new top-k checkpoint is written.
+    """
+    for callback in callbacks:
+        if getattr(callback, "monitor", "") is None and getattr(callback, "best_model_path", ""):
+            return str(callback.best_model_path)
+    return next((str(c.last_model_path) for c in callbacks if getattr(c, "last_model_path", "")), "")
+
+
 def run_dir_of(ckpt_path: str | os.PathLike[str]) -> Path:
     """The training run's folder: the parent of ``checkpoints/``, else the checkpoint's folder."""
     folder = Path(ckpt_path).resolve().parent

@@ -75,7 +75,7 @@ def read_run(folder: str | Path) -> RunSummary:
     check_targets(model_cfg, str(lasts[-1]))
     identity = checkpoint.get(CKPT_RUN_IDENTITY) or {}
     states = checkpoint.get("callbacks", {})
-    best = next((s.get("best_model_score") for s in states.values() if isinstance(s, dict) and "best_model_score" in s), None)
+    best = next((s.get("best_model_score") for s in states.values() if isinstance(s, dict) and "best_model_score" in s and s.get("monitor")), None)
     budget = states.get(STATE_KEY) or {}
     overrides_file = folder / ".hydra" / "overrides.yaml"
     overrides = [str(o) for o in OmegaConf.load(overrides_file)] if overrides_file.is_file() else []

@@ -22,6 +22,7 @@ from tconvseg.checkpoints import (
     find_last_checkpoint,
     identity_mismatch,
     load_checkpoint,
+    resume_checkpoint_path,
     run_dir_of,
 )
 from tconvseg.cluster import requeued_checkpoint
@@ -90,7 +91,7 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
         try:
             trainer.fit(model, datamodule=datamodule, ckpt_path=resume, weights_only=True)
         except SIGTERMException:
-            last = getattr(trainer.checkpoint_callback, "last_model_path", "") or "none written yet"
+            last = resume_checkpoint_path(trainer.checkpoint_callbacks) or "none written yet"
             log.error(
                 "Training stopped by SIGTERM at epoch %d, step %d. Last complete checkpoint: %s. Resume with "
                 "ckpt_path=last (the same experiment) to continue from it.", trainer.current_epoch, trainer.global_step, last,
@@ -180,7 +181,7 @@ def _finished(checkpoint: dict, trainer: L.Trainer) -> str | None:
 def _stored_best(checkpoint: dict) -> tuple[str, float | None, str | None]:
     """The best checkpoint's path, score and monitored metric, as the checkpoint callback stored them."""
     for state in checkpoint.get("callbacks", {}).values():
-        if isinstance(state, dict) and "best_model_score" in state:
+        if isinstance(state, dict) and "best_model_score" in state and state.get("monitor"):  # not last.ckpt's writer
             score = state["best_model_score"]
             return state.get("best_model_path", ""), (float(score) if score is not None else None), state.get("monitor")
     return "", None, None
