@@ -37,7 +37,7 @@ def _train(args: list[str], root: Path) -> Path:
 def _trial_score(trial: Path) -> float:
     """The trial's best validation mIoU, as its best checkpoint recorded it."""
     (best,) = (trial / "checkpoints").glob("epoch*.ckpt")
-    (state,) = [s for s in load_checkpoint(best)["callbacks"].values() if "best_model_score" in s]
+    (state,) = [s for s in load_checkpoint(best)["callbacks"].values() if "best_model_score" in s and s.get("monitor")]
     return float(state["best_model_score"])
 
 
