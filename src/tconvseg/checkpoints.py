@@ -228,6 +228,19 @@ def resume_checkpoint_path(callbacks: Sequence[Any]) -> str:
     return next((str(c.last_model_path) for c in callbacks if getattr(c, "last_model_path", "")), "")
 
 
+def stored_best(checkpoint: Mapping[str, Any]) -> tuple[str, float | None, str | None]:
+    """The best checkpoint's path, score and monitored metric, as the monitored ``ModelCheckpoint`` stored them.
+
+    States without a monitor (``last_checkpoint``, which writes last.ckpt) are skipped; ``("", None, None)``
+    when no monitored callback stored a state.
+    """
+    for state in checkpoint.get("callbacks", {}).values():
+        if isinstance(state, dict) and "best_model_score" in state and state.get("monitor"):
+            score = state["best_model_score"]
+            return state.get("best_model_path", ""), (float(score) if score is not None else None), state.get("monitor")
+    return "", None, None
+
+
 def run_dir_of(ckpt_path: str | os.PathLike[str]) -> Path:
     """The training run's folder: the parent of ``checkpoints/``, else the checkpoint's folder."""
     folder = Path(ckpt_path).resolve().parent

@@ -17,7 +17,14 @@ from typing import Any
 from omegaconf import OmegaConf
 
 from tconvseg.budget import STATE_KEY
-from tconvseg.checkpoints import CKPT_MODEL_CONFIG, CKPT_RUN_IDENTITY, check_targets, disable_weight_downloads, load_checkpoint
+from tconvseg.checkpoints import (
+    CKPT_MODEL_CONFIG,
+    CKPT_RUN_IDENTITY,
+    check_targets,
+    disable_weight_downloads,
+    load_checkpoint,
+    stored_best,
+)
 
 
 @dataclass
@@ -75,12 +82,11 @@ def read_run(folder: str | Path) -> RunSummary:
     check_targets(model_cfg, str(lasts[-1]))
     identity = checkpoint.get(CKPT_RUN_IDENTITY) or {}
     states = checkpoint.get("callbacks", {})
-    best = next((s.get("best_model_score") for s in states.values() if isinstance(s, dict) and "best_model_score" in s and s.get("monitor")), None)
+    _, best_value, _ = stored_best(checkpoint)
     budget = states.get(STATE_KEY) or {}
     overrides_file = folder / ".hydra" / "overrides.yaml"
     overrides = [str(o) for o in OmegaConf.load(overrides_file)] if overrides_file.is_file() else []
     metrics_csv = folder / "csv" / "metrics.csv"
-    best_value = float(best) if best is not None else None
     return RunSummary(
         folder=folder,
         overrides=overrides,

@@ -24,6 +24,7 @@ from tconvseg.checkpoints import (
     load_checkpoint,
     resume_checkpoint_path,
     run_dir_of,
+    stored_best,
 )
 from tconvseg.cluster import requeued_checkpoint
 from tconvseg.data import SegmentationDataModule
@@ -81,7 +82,7 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
         checkpoint = load_checkpoint(resume)
         if done := _finished(checkpoint, trainer):
             log.info("The run of %s is finished (%s): nothing to train. Start a new run without ckpt_path, or raise the limit.", resume, done)
-            best, score, monitor = _stored_best(checkpoint)
+            best, score, monitor = stored_best(checkpoint)
             objects.update(finished_before=True, best_checkpoint=best)
             if score is not None:
                 metrics.update({"best/checkpoint_score": score, f"best/{monitor}": score})
@@ -176,15 +177,6 @@ def _finished(checkpoint: dict, trainer: L.Trainer) -> str | None:
     if trainer.max_steps not in (None, -1) and steps >= trainer.max_steps:
         return f"{steps} of max_steps={trainer.max_steps} steps done"
     return finished_budget(checkpoint)
-
-
-def _stored_best(checkpoint: dict) -> tuple[str, float | None, str | None]:
-    """The best checkpoint's path, score and monitored metric, as the checkpoint callback stored them."""
-    for state in checkpoint.get("callbacks", {}).values():
-        if isinstance(state, dict) and "best_model_score" in state and state.get("monitor"):  # not last.ckpt's writer
-            score = state["best_model_score"]
-            return state.get("best_model_path", ""), (float(score) if score is not None else None), state.get("monitor")
-    return "", None, None
 
 
 def _log_plan(cfg: DictConfig, model: L.LightningModule) -> None:
