@@ -14,6 +14,7 @@ from hydra.utils import instantiate
 from tconvseg import budget as budget_module
 from tconvseg.budget import STATE_KEY, TimeBudget, as_seconds, cosine_factor, finished_budget
 from tconvseg.builders import build_datamodule, build_group, build_system, build_trainer
+from tconvseg.callbacks import EMAWeights
 from tconvseg.checkpoints import load_checkpoint, resume_checkpoint_path
 from tconvseg.train import train
 from tests.training_helpers import CHEAP, compose_cfg
@@ -191,3 +192,5 @@ def test_the_gpu_experiment_is_full_resolution_bf16_channels_last_with_pinned_ba
     assert cfg.model.channels_last and cfg.data.pin_memory and cfg.data.num_workers > 0
     assert cfg.data.train_transforms.scale == 1.0 and cfg.data.eval_transforms.scale == 1.0
     assert as_seconds(cfg.callbacks.time_budget.budget, "budget") == 600
+    # README: EMA 0.999. The callback must be built, not only configured (it once was a dead key).
+    assert sum(isinstance(c, EMAWeights) for c in build_group(cfg.callbacks)) == 1 and cfg.callbacks.ema.decay == 0.999

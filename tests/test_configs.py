@@ -97,6 +97,24 @@ def test_every_callbacks_option_builds(option, tmp_path):
     assert names == EXPECTED_CALLBACKS[option]
 
 
+@pytest.mark.parametrize("option", options("experiment"))
+def test_every_experiment_builds_every_callback_it_configures(option, tmp_path):
+    # Each configured entry becomes a callback: none is a setting without a callback behind it.
+    cfg = compose_cfg("train", tmp_path, [f"experiment={option}"])
+    configured = [key for key, node in cfg.callbacks.items() if node is not None]
+    assert len(build_group(cfg.callbacks)) == len(configured)
+
+
+def test_a_setting_for_a_callback_not_in_the_group_is_refused_with_its_key(tmp_path):
+    # The GPU recipe once set callbacks.ema.decay without ema in its callbacks list: EMA was silently off.
+    cfg = compose_cfg("train", tmp_path, ["experiment=camvid_cpu_15min", "+callbacks.ema.decay=0.999"])
+    with pytest.raises(ConfigError, match=r"callbacks\.ema = \{'decay': 0\.999\} has no _target_.*callbacks=\[default,ema\]"):
+        build_group(cfg.callbacks)
+    cfg = compose_cfg("train", tmp_path, ["+logger.wandb.project=x"])
+    with pytest.raises(ConfigError, match=r"logger\.wandb .* has no _target_"):
+        build_group(cfg.logger, "logger")
+
+
 @pytest.mark.parametrize("option", options("logger"))
 def test_every_logger_option_builds(option, tmp_path):
     cfg = compose_cfg("train", tmp_path, [f"logger={option}"])

@@ -76,11 +76,29 @@ def build_system(
     return system
 
 
-def build_group(cfg: DictConfig | None) -> list[Any]:
-    """Instantiate every ``_target_`` entry of a callbacks / logger group (``None`` → empty)."""
+def build_group(cfg: DictConfig | None, group: str = "callbacks") -> list[Any]:
+    """Instantiate every entry of a callbacks / logger group (``None`` → empty; a ``null`` entry is switched off).
+
+    An entry without ``_target_`` is refused rather than skipped: it is what setting a key of a callback
+    that is not in the group's list produces (``callbacks.ema.decay=0.99`` without ``ema`` in
+    ``callbacks=[...]``), and skipping it would silently drop the setting.
+    """
     if not cfg:
         return []
-    return [instantiate(node) for node in cfg.values() if isinstance(node, DictConfig) and "_target_" in node]
+    built = []
+    for key, node in cfg.items():
+        if node is None:
+            continue
+        if not isinstance(node, DictConfig) or "_target_" not in node:
+            shown = OmegaConf.to_container(node) if isinstance(node, DictConfig) else node
+            raise ConfigError(
+                f"{group}.{key} = {shown!r} has no _target_, so "
+                f"nothing would be built from it and its settings would be ignored. Expected each {group} entry to be a config "
+                f"with _target_ or null: add the entry's config to the group (e.g. {group}=[default,{key}] when "
+                f"configs/{group}/{key}.yaml exists) or remove the key."
+            )
+        built.append(instantiate(node))
+    return built
 
 
 def build_trainer(cfg: DictConfig, **kwargs: Any) -> L.Trainer:

@@ -72,7 +72,7 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
             cfg.paths.output_dir = str(run_dir)
 
     callbacks = [*build_group(cfg.get("callbacks")), StoreRunInfo(_container(cfg.model), identity), StopOnNonFinite()]
-    loggers = build_group(cfg.get("logger"))
+    loggers = build_group(cfg.get("logger"), "logger")
     trainer = build_trainer(cfg, callbacks=callbacks, logger=loggers or False)
     _log_plan(cfg, model)
 
