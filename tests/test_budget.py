@@ -192,5 +192,5 @@ def test_the_gpu_experiment_is_full_resolution_bf16_channels_last_with_pinned_ba
     assert cfg.model.channels_last and cfg.data.pin_memory and cfg.data.num_workers > 0
     assert cfg.data.train_transforms.scale == 1.0 and cfg.data.eval_transforms.scale == 1.0
     assert as_seconds(cfg.callbacks.time_budget.budget, "budget") == 600
-    # README: EMA 0.999. The callback must be built, not only configured (it once was a dead key).
-    assert sum(isinstance(c, EMAWeights) for c in build_group(cfg.callbacks)) == 1 and cfg.callbacks.ema.decay == 0.999
+    # EMA off, as in the CPU recipe (README: the raw weights beat the 0.999 average on the H200 run).
+    assert not any(isinstance(c, EMAWeights) for c in build_group(cfg.callbacks)) and "ema" not in cfg.callbacks
