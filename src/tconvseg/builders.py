@@ -80,8 +80,9 @@ def build_group(cfg: DictConfig | None, group: str = "callbacks") -> list[Any]:
     """Instantiate every entry of a callbacks / logger group (``None`` → empty; a ``null`` entry is switched off).
 
     An entry without ``_target_`` is refused rather than skipped: it is what setting a key of a callback
-    that is not in the group's list produces (``callbacks.ema.decay=0.99`` without ``ema`` in
-    ``callbacks=[...]``), and skipping it would silently drop the setting.
+    that is not in the group's list produces (``callbacks: {ema: {decay: 0.99}}`` in an experiment file,
+    or ``+callbacks.ema.decay=0.99``, without ``ema`` in ``callbacks=[...]``), and skipping it would
+    silently drop the setting. ``group`` names the group in that error.
     """
     if not cfg:
         return []
