@@ -111,8 +111,11 @@ def test_a_setting_for_a_callback_not_in_the_group_is_refused_with_its_key(tmp_p
     with pytest.raises(ConfigError, match=r"callbacks\.ema = \{'decay': 0\.999\} has no _target_.*callbacks=\[default,ema\]"):
         build_group(cfg.callbacks)
     cfg = compose_cfg("train", tmp_path, ["+logger.wandb.project=x"])
-    with pytest.raises(ConfigError, match=r"logger\.wandb .* has no _target_"):
+    with pytest.raises(ConfigError, match=r"logger\.wandb .* has no _target_.*logger=\[csv,wandb\]"):
         build_group(cfg.logger, "logger")
+    # The override the logger hint gives composes and builds both loggers.
+    cfg = compose_cfg("train", tmp_path, ["logger=[csv,tensorboard]"])
+    assert [type(lg).__name__ for lg in build_group(cfg.logger, "logger")] == ["CSVLogger", "TensorBoardLogger"]
 
 
 @pytest.mark.parametrize("option", options("logger"))

@@ -86,6 +86,8 @@ def build_group(cfg: DictConfig | None, group: str = "callbacks") -> list[Any]:
     """
     if not cfg:
         return []
+    # The option each group's list starts from in train.yaml, so the hint is a command that composes.
+    first_option = {"callbacks": "default", "logger": "csv"}.get(group, "default")
     built = []
     for key, node in cfg.items():
         if node is None:
@@ -95,7 +97,7 @@ def build_group(cfg: DictConfig | None, group: str = "callbacks") -> list[Any]:
             raise ConfigError(
                 f"{group}.{key} = {shown!r} has no _target_, so "
                 f"nothing would be built from it and its settings would be ignored. Expected each {group} entry to be a config "
-                f"with _target_ or null: add the entry's config to the group (e.g. {group}=[default,{key}] when "
+                f"with _target_ or null: add the entry's config to the group (e.g. {group}=[{first_option},{key}] when "
                 f"configs/{group}/{key}.yaml exists) or remove the key."
             )
         built.append(instantiate(node))
