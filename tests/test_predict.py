@@ -15,6 +15,7 @@ from PIL import Image
 from tconvseg.checkpoints import CKPT_RUN_IDENTITY, load_checkpoint
 from tconvseg.data.errors import DatasetError, DatasetNotFoundError
 from tconvseg.predict import predict
+from tconvseg.tta import multiscale_probabilities
 from tests.inference_helpers import network_input, train_tiny, write_image
 from tests.training_helpers import compose_cfg
 
@@ -74,6 +75,15 @@ def test_flip_tta_predicts_the_averaged_probabilities(ckpt, tmp_path):
     assert np.array_equal(np.array(Image.open(tmp_path / "out" / "a.png")), probs[0].argmax(0).numpy())
 
 
+def test_multiscale_flip_tta_predicts_the_averaged_copies(ckpt, tmp_path):
+    path = write_image(tmp_path / "in" / "a.png", (45, 61))
+    _, objects = _predict(tmp_path, ckpt, path, "tta=multiscale_flip", "tta_scales=[0.5,1.0]")
+    x = network_input(path)
+    with torch.no_grad():
+        expected = multiscale_probabilities(objects["system"].net, x, (0.5, 1.0), flip=True)[0].argmax(0).numpy()
+    assert np.array_equal(np.array(Image.open(tmp_path / "out" / "a.png")), expected)
+
+
 def test_an_unreadable_image_stops_the_run_naming_it(ckpt, tmp_path):
     write_image(tmp_path / "in" / "good.png", (40, 50))
     (tmp_path / "in" / "broken.png").write_bytes(b"not an image at all")
@@ -127,7 +137,12 @@ def test_a_palette_with_another_class_count_is_explained(ckpt, tmp_path):
         predict(compose_cfg("predict", tmp_path, [f"ckpt_path={foreign}", f"input={path}", "data=camvid", *QUIET]))
 
 
-BAD_OPTIONS = [("on_error", "ignore", "on_error='ignore' is invalid"), ("scale", "0", "scale=0 is invalid"), ("tta", "rotate", "tta='rotate'")]
+BAD_OPTIONS = [
+    ("on_error", "ignore", "on_error='ignore' is invalid"),
+    ("scale", "0", "scale=0 is invalid"),
+    ("tta", "rotate", "tta='rotate'"),
+    ("tta_scales", "[]", r"tta_scales=\[\] is invalid"),
+]
 
 
 @pytest.mark.parametrize(("key", "value", "message"), BAD_OPTIONS)

@@ -1,12 +1,13 @@
-"""Flip test-time augmentation: the averaged probabilities of an image and its mirror image."""
+"""Test-time augmentation: the averaged probabilities of an image, its mirror image and its resized copies."""
 
 from __future__ import annotations
 
 import pytest
 import torch
+import torch.nn.functional as F
 from torch import nn
 
-from tconvseg.tta import check_tta, flip_probabilities, tta_logits
+from tconvseg.tta import check_tta, check_tta_scales, flip_probabilities, multiscale_probabilities, tta_logits
 
 
 def _asymmetric_net() -> nn.Module:
@@ -33,5 +34,50 @@ def test_a_flip_invariant_network_is_unchanged_by_flip_tta():
 
 
 def test_unknown_mode_is_named():
-    with pytest.raises(ValueError, match=r"tta='vflip' is not a test-time augmentation; expected one of none, flip"):
+    with pytest.raises(ValueError, match=r"tta='vflip' is not a test-time augmentation; expected one of none, flip, multiscale, multiscale_flip"):
         check_tta("vflip")
+
+
+def _by_hand(net, x, scale, flip):
+    """One scale's probabilities at x's size, written out step by step."""
+    h, w = x.shape[-2:]
+    size = (round(h * scale), round(w * scale))
+    small = F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=scale < 1)
+    probs = net(small).softmax(1)
+    if flip:
+        probs = (probs + net(small.flip(-1)).softmax(1).flip(-1)) / 2
+    return F.interpolate(probs, size=(h, w), mode="bilinear", align_corners=False)
+
+
+@pytest.mark.parametrize("flip", [False, True])
+def test_multiscale_averages_each_resized_copy_brought_back_to_the_input_size(flip):
+    net, x = _asymmetric_net(), torch.randn(2, 3, 13, 17)  # odd sizes: 0.75 -> 10 x 13, 1.5 -> 20 x 26 (rounded)
+    scales = (0.75, 1.0, 1.5)
+    manual = sum(_by_hand(net, x, s, flip) if s != 1.0 else (flip_probabilities(net, x) if flip else net(x).softmax(1)) for s in scales) / 3
+    got = multiscale_probabilities(net, x, scales, flip=flip)
+    assert got.shape == (2, 5, 13, 17)
+    assert not torch.allclose(got, net(x).softmax(1), atol=1e-3)  # the rescaled copies do change something
+    torch.testing.assert_close(got, manual)
+    mode = "multiscale_flip" if flip else "multiscale"
+    torch.testing.assert_close(tta_logits(net, x, mode, scales).softmax(1), manual)
+
+
+def test_multiscale_at_scale_one_is_plain_or_flip():
+    net, x = _asymmetric_net(), torch.randn(1, 3, 8, 9)
+    torch.testing.assert_close(multiscale_probabilities(net, x, [1.0]), net(x).softmax(1))
+    torch.testing.assert_close(tta_logits(net, x, "multiscale_flip", [1.0]).softmax(1), flip_probabilities(net, x))
+
+
+def test_flip_modes_ignore_the_scales():
+    net, x = _asymmetric_net(), torch.randn(1, 3, 8, 9)
+    assert torch.equal(tta_logits(net, x, "flip", [0.5, 2.0]), tta_logits(net, x, "flip"))
+
+
+def test_scales_come_back_as_floats():
+    assert check_tta_scales([1, 1.25]) == (1.0, 1.25)
+
+
+@pytest.mark.parametrize("scales", [[], [0], [1.0, -0.5], ["big"], None, [True]])
+def test_bad_scales_are_named(scales):
+    with pytest.raises(ValueError, match=r"tta_scales=.* is invalid; expected a non-empty list of resize factors > 0"):
+        check_tta_scales(scales)

@@ -53,7 +53,7 @@ def model_samples(system: SegmentationSystem, dataset: SegmentationDataset, coun
     try:
         for index in range(min(count, len(dataset))):
             image, truth = dataset[index]
-            logits = tta_logits(system, image[None].to(system.device), system.tta)
+            logits = tta_logits(system, image[None].to(system.device), system.tta, system.tta_scales)
             if logits.shape[-2:] != truth.shape[-2:]:
                 logits = F.interpolate(logits, size=truth.shape[-2:], mode="bilinear", align_corners=False)
             rows += sample_rows(image[None], truth[None], logits.argmax(dim=1).cpu(), dataset.info, mean, std)

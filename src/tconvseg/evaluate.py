@@ -26,7 +26,7 @@ from tconvseg.checkpoints import (
 )
 from tconvseg.entry import run_hydra
 from tconvseg.system import SegmentationSystem
-from tconvseg.tta import check_tta
+from tconvseg.tta import DEFAULT_SCALES, check_tta, check_tta_scales
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +40,8 @@ def evaluate(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
     The report goes to ``output_json`` or ``<run dir>/eval_<split>_<checkpoint stem>.json``,
     written atomically, so evaluating several checkpoints of one run keeps every result. Beside it:
     ``confusion_matrix_<split>_<stem>.csv`` / ``.png`` and ``samples_<split>_<stem>.png`` (the
-    first ``samples`` items). ``tta=flip`` scores with flip test-time augmentation.
+    first ``samples`` items). ``tta=flip`` scores with flip test-time augmentation,
+    ``tta=multiscale_flip`` with flipped copies at each of ``tta_scales`` (the report records both).
 
     Returns ``(metrics, objects)``: metrics named ``<split>/mIoU``, ``<split>/IoU/<class>``, ...
     and ``cfg``, ``datamodule``, ``model``, ``trainer``, ``json_path``.
@@ -51,6 +52,7 @@ def evaluate(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
     if cfg.get("seed") is not None:
         L.seed_everything(cfg.seed, workers=True)
     torch.set_float32_matmul_precision(cfg.get("float32_matmul_precision", "high"))
+    tta, tta_scales = check_tta(cfg.get("tta", "none")), check_tta_scales(cfg.get("tta_scales", DEFAULT_SCALES))
     ckpt_path = _checkpoint_path(cfg)
     checkpoint = load_checkpoint(ckpt_path)
 
@@ -64,7 +66,7 @@ def evaluate(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
         log.info("Using the model config stored in the checkpoint (model_from_checkpoint=true)")
     model = build_system(model_cfg, datamodule, compute_class_weights=False)  # restored from the checkpoint
     load_weights(model, checkpoint, ckpt_path)
-    model.tta = check_tta(cfg.get("tta", "none"))
+    model.tta, model.tta_scales = tta, tta_scales
 
     recorder = ConfusionMatrixRecorder()
     trainer = build_trainer(cfg, logger=False, callbacks=[recorder], enable_checkpointing=False)
@@ -76,7 +78,13 @@ def evaluate(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
         return metrics, objects
     print_report(metrics, cfg.split, list(datamodule.info.class_names))
 
-    report = {"checkpoint": str(Path(ckpt_path).resolve()), "split": cfg.split, "epoch": checkpoint.get("epoch"), "metrics": metrics}
+    report = {
+        "checkpoint": str(Path(ckpt_path).resolve()),
+        "split": cfg.split,
+        "epoch": checkpoint.get("epoch"),
+        "tta": _tta_record(model),
+        "metrics": metrics,
+    }
     try:
         json_path.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_text(json.dumps(report, indent=2), json_path)
@@ -91,6 +99,14 @@ def evaluate(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
     pictures = write_eval_pictures(recorder, model, datamodule.dataset("test"), datamodule.info, json_path.parent, tag, cfg.get("samples", 4))
     log.info("Wrote %s", ", ".join(str(p) for p in pictures))
     return metrics, objects
+
+
+def _tta_record(model: SegmentationSystem) -> dict[str, Any]:
+    """The test-time augmentation the scores were computed with (scales only where the mode uses them)."""
+    record: dict[str, Any] = {"mode": model.tta}
+    if model.tta.startswith("multiscale"):
+        record["scales"] = list(model.tta_scales)
+    return record
 
 
 def _task(cfg: DictConfig) -> float | None:

@@ -3,7 +3,8 @@
 For each input image, at its own size (or ``scale`` times it): ``<stem>.png``, a palette PNG of
 class indices, and ``<stem>_overlay.jpg``, the image blended with the class colours; once per run
 ``legend.png``. Runs through ``trainer.predict`` (CPU or GPU, a progress bar) with batches of
-same-size images; ``tta=flip`` averages each image with its mirror image.
+same-size images; ``tta=flip`` averages each image with its mirror image, ``tta=multiscale_flip``
+also with copies resized by each of ``tta_scales``.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from tconvseg.data.transforms import IMAGENET_MEAN, IMAGENET_STD, eval_transform
 from tconvseg.entry import run_hydra
 from tconvseg.restore import restore
 from tconvseg.system import SegmentationSystem
-from tconvseg.tta import check_tta
+from tconvseg.tta import DEFAULT_SCALES, check_tta, check_tta_scales
 from tconvseg.visualize import denormalize, legend, overlay, palette_png
 
 log = logging.getLogger(__name__)
@@ -100,9 +101,10 @@ def predict(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
     scale = cfg.get("scale")
     if scale is not None and not (isinstance(scale, (int, float)) and scale > 0):
         raise ValueError(f"scale={scale!r} is invalid; expected a factor > 0 (e.g. scale=0.5), or null for each image's own size")
+    tta, tta_scales = check_tta(cfg.get("tta", "none")), check_tta_scales(cfg.get("tta_scales", DEFAULT_SCALES))
     files = list_images(str(cfg.input))
     restored = restore(cfg)
-    restored.system.tta = check_tta(cfg.get("tta", "none"))
+    restored.system.tta, restored.system.tta_scales = tta, tta_scales
 
     # The normalisation of the data option's eval transforms (what the network saw in training).
     options = cfg.data.get("eval_transforms")

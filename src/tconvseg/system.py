@@ -20,7 +20,7 @@ from torchmetrics import MeanMetric
 
 from tconvseg.losses import CrossEntropy
 from tconvseg.metrics import SegmentationMetrics
-from tconvseg.tta import tta_logits
+from tconvseg.tta import DEFAULT_SCALES, tta_logits
 
 Stage = Literal["train", "val", "test"]
 
@@ -49,8 +49,9 @@ class SegmentationSystem(L.LightningModule):
             the keyword arguments of ``nn.Module.compile`` (e.g. ``{mode: max-autotune}``). In place,
             so parameter names and checkpoints are unchanged; compile time counts in the run.
 
-    The attribute ``tta`` (``"none"`` | ``"flip"``, see :mod:`tconvseg.tta`) selects the test-time
-    augmentation of the test and predict steps; it is set by the caller, not saved.
+    The attributes ``tta`` (``"none"`` | ``"flip"`` | ``"multiscale"`` | ``"multiscale_flip"``, see
+    :mod:`tconvseg.tta`) and ``tta_scales`` (the multiscale modes' resize factors) select the
+    test-time augmentation of the test and predict steps; they are set by the caller, not saved.
 
     Batches are ``(images (N, C, H, W) float, masks (N, H', W') int64)``. When the masks are
     larger than the images (scoring at full label resolution), logits are resized to the mask
@@ -82,6 +83,7 @@ class SegmentationSystem(L.LightningModule):
         self.ignore_index = ignore_index
         self.aux_weight = aux_weight
         self.tta = "none"
+        self.tta_scales = DEFAULT_SCALES
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         self.net.to(memory_format=self.memory_format)
         self.compile_options = (dict(compile) if isinstance(compile, Mapping) else {}) if compile else None
@@ -123,7 +125,7 @@ class SegmentationSystem(L.LightningModule):
         if stage == "train" and with_aux is not None:
             main, aux = with_aux(images.contiguous(memory_format=self.memory_format))
         elif stage == "test":
-            main, aux = tta_logits(self, images, self.tta), []
+            main, aux = tta_logits(self, images, self.tta, self.tta_scales), []
         else:
             main, aux = self(images), []
         logits = self._logits_at_label_size(main, masks)
@@ -159,7 +161,7 @@ class SegmentationSystem(L.LightningModule):
     def predict_step(self, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> torch.Tensor:
         """Label maps ``(N, H, W)`` int64 at the input images' size."""
         images = batch[0] if isinstance(batch, (tuple, list)) else batch
-        return tta_logits(self, images, self.tta).argmax(dim=1)
+        return tta_logits(self, images, self.tta, self.tta_scales).argmax(dim=1)
 
     def _metrics(self, stage: Stage) -> SegmentationMetrics:
         return getattr(self, f"{stage}_metrics")

@@ -1,17 +1,26 @@
-"""Test-time augmentation: average the class probabilities of an image and its mirror image.
+"""Test-time augmentation: average the class probabilities of an image's mirror image and rescaled copies.
 
-Used by the training system's test / predict steps (``SegmentationSystem.tta``), hence by
-``tconvseg-eval tta=flip`` and ``tconvseg-predict tta=flip``.
+Used by the training system's test / predict steps (``SegmentationSystem.tta`` and
+``SegmentationSystem.tta_scales``), hence by ``tconvseg-eval tta=...`` and ``tconvseg-predict tta=...``.
+
+Modes: ``none`` (the network itself), ``flip`` (the image and its mirror image),
+``multiscale`` (the image resized by each factor of ``scales``), ``multiscale_flip`` (each
+resized copy and its mirror image: ``2 * len(scales)`` passes). Probabilities are averaged at the
+input's size; the resizing happens around the network, never inside it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 import torch
+import torch.nn.functional as F
 
 #: Accepted values of the ``tta`` option.
-TTA_MODES = ("none", "flip")
+TTA_MODES = ("none", "flip", "multiscale", "multiscale_flip")
+
+#: Default ``tta_scales``: the CamVid recipe's training range of random scales, [0.75, 1.5], in steps of 0.25.
+DEFAULT_SCALES = (0.75, 1.0, 1.25, 1.5)
 
 
 def check_tta(mode: str) -> str:
@@ -19,6 +28,17 @@ def check_tta(mode: str) -> str:
     if mode not in TTA_MODES:
         raise ValueError(f"tta={mode!r} is not a test-time augmentation; expected one of {', '.join(TTA_MODES)} (e.g. tta=flip)")
     return mode
+
+
+def check_tta_scales(scales: Iterable[float] | None) -> tuple[float, ...]:
+    """``scales`` as a tuple of floats if it is a non-empty list of factors > 0, else a ``ValueError`` naming the option."""
+    values = [] if scales is None else list(scales) if not isinstance(scales, (str, bytes, int, float)) else [scales]
+    if not values or not all(isinstance(s, (int, float)) and not isinstance(s, bool) and s > 0 for s in values):
+        raise ValueError(
+            f"tta_scales={scales if scales is None else values!r} is invalid; expected a non-empty list of resize factors > 0 for the "
+            f"multiscale modes, e.g. tta_scales=[0.75,1.0,1.25,1.5]"
+        )
+    return tuple(float(s) for s in values)
 
 
 def flip_probabilities(net: Callable[[torch.Tensor], torch.Tensor], images: torch.Tensor) -> torch.Tensor:
@@ -32,13 +52,45 @@ def flip_probabilities(net: Callable[[torch.Tensor], torch.Tensor], images: torc
     return (probs[:n] + probs[n:].flip(-1)) / 2
 
 
-def tta_logits(net: Callable[[torch.Tensor], torch.Tensor], images: torch.Tensor, mode: str = "none") -> torch.Tensor:
+def multiscale_probabilities(
+    net: Callable[[torch.Tensor], torch.Tensor], images: torch.Tensor, scales: Iterable[float], flip: bool = False
+) -> torch.Tensor:
+    """Mean over ``scales`` of the class probabilities of ``images`` resized by each factor → ``(N, K, H, W)``.
+
+    Each copy is ``round(H * s) x round(W * s)`` (bilinear, antialiased when shrinking; a factor of 1
+    is the image itself), its probabilities (with its mirror image's when ``flip``) are resized back
+    to ``H x W`` (bilinear) before averaging. The network must accept every resized size.
+    """
+    height, width = images.shape[-2:]
+    total = None
+    factors = check_tta_scales(scales)
+    for scale in factors:
+        size = (max(1, round(height * scale)), max(1, round(width * scale)))
+        resized = images
+        if size != (height, width):
+            resized = F.interpolate(images, size=size, mode="bilinear", align_corners=False, antialias=scale < 1)
+        probs = flip_probabilities(net, resized) if flip else net(resized).float().softmax(dim=1)
+        if size != (height, width):
+            probs = F.interpolate(probs, size=(height, width), mode="bilinear", align_corners=False)
+        total = probs if total is None else total + probs
+    return total / len(factors)
+
+
+def tta_logits(
+    net: Callable[[torch.Tensor], torch.Tensor], images: torch.Tensor, mode: str = "none", scales: Iterable[float] = DEFAULT_SCALES
+) -> torch.Tensor:
     """Scores ``(N, K, H, W)`` whose softmax is the (augmented) class probability.
 
-    ``none``: ``net(images)``. ``flip``: the log of :func:`flip_probabilities`, so the argmax, the
-    softmax and a cross-entropy on them all see the averaged probabilities.
+    ``none``: ``net(images)``. The other modes: the log of the averaged probabilities
+    (:func:`flip_probabilities`, :func:`multiscale_probabilities` over ``scales``), so the argmax,
+    the softmax and a cross-entropy on them all see the averaged probabilities.
     """
-    if check_tta(mode) == "none":
+    mode = check_tta(mode)
+    if mode == "none":
         return net(images)
-    # The floor keeps log() finite where both passes give a class probability that underflows to 0.
-    return flip_probabilities(net, images).clamp_min(torch.finfo(torch.float32).tiny).log()
+    if mode == "flip":
+        probs = flip_probabilities(net, images)
+    else:
+        probs = multiscale_probabilities(net, images, scales, flip=mode == "multiscale_flip")
+    # The floor keeps log() finite where every pass gives a class probability that underflows to 0.
+    return probs.clamp_min(torch.finfo(torch.float32).tiny).log()
