@@ -26,7 +26,7 @@ from tconvseg.checkpoints import (
 )
 from tconvseg.entry import run_hydra
 from tconvseg.system import SegmentationSystem
-from tconvseg.tta import DEFAULT_SCALES, check_tta, check_tta_scales
+from tconvseg.tta import tta_options
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +52,7 @@ def evaluate(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
     if cfg.get("seed") is not None:
         L.seed_everything(cfg.seed, workers=True)
     torch.set_float32_matmul_precision(cfg.get("float32_matmul_precision", "high"))
-    tta, tta_scales = check_tta(cfg.get("tta", "none")), check_tta_scales(cfg.get("tta_scales", DEFAULT_SCALES))
+    tta, tta_scales = tta_options(cfg)
     ckpt_path = _checkpoint_path(cfg)
     checkpoint = load_checkpoint(ckpt_path)
 

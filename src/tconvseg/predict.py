@@ -31,7 +31,7 @@ from tconvseg.data.transforms import IMAGENET_MEAN, IMAGENET_STD, eval_transform
 from tconvseg.entry import run_hydra
 from tconvseg.restore import restore
 from tconvseg.system import SegmentationSystem
-from tconvseg.tta import DEFAULT_SCALES, check_tta, check_tta_scales
+from tconvseg.tta import tta_options
 from tconvseg.visualize import denormalize, legend, overlay, palette_png
 
 log = logging.getLogger(__name__)
@@ -101,7 +101,7 @@ def predict(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
     scale = cfg.get("scale")
     if scale is not None and not (isinstance(scale, (int, float)) and scale > 0):
         raise ValueError(f"scale={scale!r} is invalid; expected a factor > 0 (e.g. scale=0.5), or null for each image's own size")
-    tta, tta_scales = check_tta(cfg.get("tta", "none")), check_tta_scales(cfg.get("tta_scales", DEFAULT_SCALES))
+    tta, tta_scales = tta_options(cfg)
     files = list_images(str(cfg.input))
     restored = restore(cfg)
     restored.system.tta, restored.system.tta_scales = tta, tta_scales

@@ -11,7 +11,8 @@ input's size; the resizing happens around the network, never inside it.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -30,15 +31,26 @@ def check_tta(mode: str) -> str:
     return mode
 
 
-def check_tta_scales(scales: Iterable[float] | None) -> tuple[float, ...]:
-    """``scales`` as a tuple of floats if it is a non-empty list of factors > 0, else a ``ValueError`` naming the option."""
-    values = [] if scales is None else list(scales) if not isinstance(scales, (str, bytes, int, float)) else [scales]
+def check_tta_scales(scales: Iterable[float] | float | None) -> tuple[float, ...]:
+    """``scales`` as a tuple of floats if it is a factor > 0 or a non-empty list of them, else a ``ValueError`` naming the option."""
+    if scales is None or isinstance(scales, (str, bytes)):
+        values: list = []
+    elif isinstance(scales, (int, float)):
+        values = [scales]
+    else:
+        values = list(scales)
     if not values or not all(isinstance(s, (int, float)) and not isinstance(s, bool) and s > 0 for s in values):
+        shown = scales if scales is None or isinstance(scales, (str, bytes)) else values
         raise ValueError(
-            f"tta_scales={scales if scales is None else values!r} is invalid; expected a non-empty list of resize factors > 0 for the "
+            f"tta_scales={shown!r} is invalid; expected a non-empty list of resize factors > 0 for the "
             f"multiscale modes, e.g. tta_scales=[0.75,1.0,1.25,1.5]"
         )
     return tuple(float(s) for s in values)
+
+
+def tta_options(options: Mapping[str, Any]) -> tuple[str, tuple[float, ...]]:
+    """``(mode, scales)`` from the ``tta`` and ``tta_scales`` entries of an entry point's config, both checked."""
+    return check_tta(options.get("tta", "none")), check_tta_scales(options.get("tta_scales", DEFAULT_SCALES))
 
 
 def flip_probabilities(net: Callable[[torch.Tensor], torch.Tensor], images: torch.Tensor) -> torch.Tensor:
@@ -88,9 +100,7 @@ def tta_logits(
     mode = check_tta(mode)
     if mode == "none":
         return net(images)
-    if mode == "flip":
-        probs = flip_probabilities(net, images)
-    else:
-        probs = multiscale_probabilities(net, images, scales, flip=mode == "multiscale_flip")
+    # flip is multiscale_flip at the input's own size only (no resizing at a factor of 1).
+    probs = multiscale_probabilities(net, images, scales if mode.startswith("multiscale") else (1.0,), flip=mode.endswith("flip"))
     # The floor keeps log() finite where every pass gives a class probability that underflows to 0.
     return probs.clamp_min(torch.finfo(torch.float32).tiny).log()
