@@ -56,6 +56,7 @@ def make_camvid_tree(
     size: tuple[int, int] = (36, 48),
     list_files: str | None = "relative",
     seed: int = 0,
+    groups: Sequence[str] = ("0001TP",),
 ) -> Path:
     """CamVid in the SegNet layout under ``root``: ``{split}/``, ``{split}annot/`` and list files.
 
@@ -64,6 +65,8 @@ def make_camvid_tree(
         list_files: ``"relative"`` (``train/x.png trainannot/x.png``, like /work/shared),
             ``"absolute"`` (``/SegNet/CamVid/train/x.png ...``, like the SegNet release) or ``None``.
         A split with ``n_* == 0`` is not created.
+        groups: drive prefixes of the file names, given to the items of each split in turn
+            (``0001TP_train_0000.png``, ``0006R0_train_0001.png``, ...).
 
     Returns:
         ``root``.
@@ -72,7 +75,7 @@ def make_camvid_tree(
     for split, count in zip(CAMVID_SPLITS, (n_train, n_val, n_test)):
         if count == 0:
             continue
-        names = [f"0001TP_{split}_{i:04d}.png" for i in range(count)]
+        names = [f"{groups[i % len(groups)]}_{split}_{i:04d}.png" for i in range(count)]
         for name in names:
             _camvid_pair(root, split, name, rng, size)
         if list_files is not None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 from pathlib import Path
@@ -9,7 +10,7 @@ from typing import Any
 
 import lightning as L
 import torch
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 from rich.console import Console
 from rich.table import Table
 
@@ -17,6 +18,7 @@ from tconvseg.builders import build_datamodule, build_system, build_trainer
 from tconvseg.callbacks_visual import ConfusionMatrixRecorder, write_eval_pictures
 from tconvseg.checkpoints import (
     CKPT_MODEL_CONFIG,
+    CKPT_RUN_IDENTITY,
     atomic_write_text,
     check_targets,
     disable_weight_downloads,
@@ -24,6 +26,7 @@ from tconvseg.checkpoints import (
     load_checkpoint,
     run_dir_of,
 )
+from tconvseg.data.datamodule import HOLDOUT_SPLIT
 from tconvseg.entry import run_hydra
 from tconvseg.system import SegmentationSystem
 from tconvseg.tta import tta_options
@@ -56,7 +59,9 @@ def evaluate(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
     ckpt_path = _checkpoint_path(cfg)
     checkpoint = load_checkpoint(ckpt_path)
 
+    cfg = holdout_from_checkpoint(cfg, checkpoint, ckpt_path)
     datamodule = build_datamodule(cfg)
+    _check_holdout_matches(datamodule, checkpoint, ckpt_path, cfg.split)
     datamodule.splits["test"] = cfg.split  # the test loop scores whichever split was asked for
     model_cfg = cfg.model
     if cfg.get("model_from_checkpoint", True) and CKPT_MODEL_CONFIG in checkpoint:
@@ -83,6 +88,7 @@ def evaluate(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
         "split": cfg.split,
         "epoch": checkpoint.get("epoch"),
         "tta": _tta_record(model),
+        "holdout": datamodule.holdout_identity(),
         "metrics": metrics,
     }
     try:
@@ -99,6 +105,51 @@ def evaluate(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
     pictures = write_eval_pictures(recorder, model, datamodule.dataset("test"), datamodule.info, json_path.parent, tag, cfg.get("samples", 4))
     log.info("Wrote %s", ", ".join(str(p) for p in pictures))
     return metrics, objects
+
+
+def _stored_holdout(checkpoint: dict) -> dict[str, Any] | None:
+    return ((checkpoint.get(CKPT_RUN_IDENTITY) or {}).get("data") or {}).get("holdout")
+
+
+def holdout_from_checkpoint(cfg: DictConfig, checkpoint: dict, ckpt_path: str) -> DictConfig:
+    """``cfg`` with the checkpoint's holdout (its held-out groups and pool) when ``data.holdout`` is null.
+
+    So ``split=holdout`` scores exactly the groups the run held out, and ``split=train`` what it trained on,
+    without repeating the split options. A config that sets ``data.holdout`` itself is returned as it is
+    (:func:`_check_holdout_matches` then compares the two).
+    """
+    stored = _stored_holdout(checkpoint)
+    if stored is None or OmegaConf.select(cfg, "data.holdout") is not None:
+        return cfg
+    cfg = copy.deepcopy(cfg)
+    with open_dict(cfg):
+        cfg.data.holdout = "sequence"
+        cfg.data.holdout_groups = list(stored["held_out"])
+        cfg.data.holdout_fold = None
+        cfg.data.holdout_pool = list(stored["pool"])
+    log.info("Holdout from %s: groups %s of the splits %s held out (split=holdout scores them)", ckpt_path, stored["held_out"], stored["pool"])
+    return cfg
+
+
+def _check_holdout_matches(datamodule: Any, checkpoint: dict, ckpt_path: str, split: str) -> None:
+    """Refuse a holdout that differs from the checkpoint's; warn when ``split`` is a split the run trained on."""
+    stored = _stored_holdout(checkpoint)
+    if datamodule.holdout is None:
+        if split == HOLDOUT_SPLIT:
+            raise ValueError(
+                f"split={HOLDOUT_SPLIT} but {ckpt_path} was trained without data.holdout and this config sets none; expected "
+                f"data.holdout=sequence data.holdout_groups=[...] (the groups to score), or another split"
+            )
+        return
+    current = datamodule.holdout_identity()
+    if stored is not None and (stored["held_out"] != current["held_out"] or stored["pool"] != current["pool"]):
+        raise ValueError(
+            f"{ckpt_path} was trained holding out {stored['held_out']} of the splits {stored['pool']}, but this config holds out "
+            f"{current['held_out']} of {current['pool']}: scores would mix seen and unseen groups. Expected the checkpoint's "
+            f"holdout (leave data.holdout null to take it from the checkpoint)"
+        )
+    if stored is not None and split in stored["pool"] and split != datamodule.splits["train"]:
+        log.warning("split=%s: %s trained on this split's items outside the held-out groups %s", split, ckpt_path, stored["held_out"])
 
 
 def _tta_record(model: SegmentationSystem) -> dict[str, Any]:

@@ -75,6 +75,7 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
     loggers = build_group(cfg.get("logger"), "logger")
     trainer = build_trainer(cfg, callbacks=callbacks, logger=loggers or False)
     _log_plan(cfg, model)
+    _log_splits(datamodule)
 
     metrics: dict[str, float] = {}
     objects: dict[str, Any] = {"cfg": cfg, "datamodule": datamodule, "model": model, "trainer": trainer, "finished_before": False}
@@ -125,20 +126,26 @@ def main() -> None:
 
 
 def run_identity(cfg: DictConfig, datamodule: SegmentationDataModule) -> dict[str, Any]:
-    """What makes two runs "the same run": the Hydra experiment option, the network config, the data."""
+    """What makes two runs "the same run": the Hydra experiment option, the network config, the data.
+
+    Under ``data.holdout`` the data part names the held-out groups, and ``splits`` lists what was held
+    out (:meth:`SegmentationDataModule.split_manifest`); both reach every checkpoint.
+    """
     experiment = None
     if HydraConfig.initialized():
         experiment = HydraConfig.get().runtime.choices.get("experiment")
     net = cfg.model.get("net") if isinstance(cfg.model, DictConfig) else None
-    return {
-        "experiment": experiment,
-        "model": _container(net) if net is not None else None,
-        "data": {
-            "dataset": OmegaConf.select(cfg, "data.dataset._target_"),
-            "info": datamodule.info.name,
-            "num_classes": datamodule.info.num_classes,
-        },
+    data: dict[str, Any] = {
+        "dataset": OmegaConf.select(cfg, "data.dataset._target_"),
+        "info": datamodule.info.name,
+        "num_classes": datamodule.info.num_classes,
     }
+    identity: dict[str, Any] = {"experiment": experiment, "model": _container(net) if net is not None else None, "data": data}
+    holdout = datamodule.holdout_identity()
+    if holdout is not None:  # only then: identities of runs without a holdout stay as they were
+        data["holdout"] = holdout
+        identity["splits"] = datamodule.split_manifest()  # stored, not compared: the held-out items by name
+    return identity
 
 
 def _container(node: Any) -> Any:
@@ -184,3 +191,14 @@ def _log_plan(cfg: DictConfig, model: L.LightningModule) -> None:
     name = OmegaConf.select(cfg, "model.net.encoder.name") or OmegaConf.select(cfg, "model.net.name")  # encoder, or a peer's name
     log.info("Model: %s, %.2fM parameters", name or "custom", params / 1e6)
     log.info("Output dir: %s", cfg.paths.output_dir)
+
+
+def _log_splits(datamodule: SegmentationDataModule) -> None:
+    manifest = datamodule.split_manifest()
+    if manifest is None:
+        return
+    log.info(
+        "Holdout (%s) over the splits %s: held out %s -> validation %s; training %s. Held-out items: %s",
+        manifest["mode"], manifest["pool"], manifest["held_out"], manifest["val_groups"], manifest["train_groups"],
+        " ".join(manifest["val_items"]),
+    )

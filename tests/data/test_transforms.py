@@ -100,6 +100,10 @@ def test_eval_is_deterministic_and_normalised():
         ({"scale": -1}, "scale=-1"),
         ({"random_scale": (2.0, 1.0)}, "scale="),
         ({"color_jitter": (0.1, 0.2)}, "color_jitter="),
+        ({"photometric": 1.5}, "photometric=1.5 is invalid; expected a probability"),
+        ({"grayscale": -0.1}, "grayscale=-0.1 is invalid"),
+        ({"noise": -0.1}, "noise=-0.1 is invalid; expected a standard deviation"),
+        ({"noise": "a"}, "noise='a' is invalid"),
     ],
 )
 def test_bad_options_name_the_key(kwargs, message):
@@ -119,3 +123,35 @@ def test_tiny_rescale_stays_at_least_two_pixels():
     assert image.shape == (3, 2, 2) and out.shape == (2, 2)
     with pytest.raises(ValueError, match="size=\\(1, 1\\)"):
         Rescale(size=(1, 1))
+
+
+def _photometric_change(**options) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    torch.manual_seed(0)
+    mask = torch.randint(0, 11, (16, 20), dtype=torch.uint8)
+    image = torch.randint(30, 220, (3, 16, 20), dtype=torch.uint8)
+    plain = train_transforms(ignore_index=IGNORE, hflip=0.0, mean=None, std=None)
+    changed = train_transforms(ignore_index=IGNORE, hflip=0.0, mean=None, std=None, **options)
+    (a, _), (b, out) = apply_transforms(plain, image, mask), apply_transforms(changed, image, mask)
+    return a, b, torch.equal(out, mask.long())
+
+
+@pytest.mark.parametrize(
+    "options", [{"photometric": 1.0}, {"grayscale": 1.0}, {"noise": 0.05}, {"photometric": 1.0, "grayscale": 1.0, "noise": 0.05}]
+)
+def test_photometric_options_change_pixels_but_never_the_mask(options):
+    plain, changed, mask_kept = _photometric_change(**options)
+    assert mask_kept and changed.shape == plain.shape
+    assert (changed - plain).abs().mean() > 0.005
+    assert 0.0 <= changed.min() and changed.max() <= 1.0  # noise is clipped to the pixel range
+
+
+def test_grayscale_makes_the_channels_equal_and_noise_has_its_std():
+    _, gray, _ = _photometric_change(grayscale=1.0)
+    assert torch.allclose(gray[0], gray[1]) and torch.allclose(gray[1], gray[2])
+    plain, noisy, _ = _photometric_change(noise=0.05)
+    assert abs(float((noisy - plain).std()) - 0.05) < 0.01  # pixels far from 0 and 1: clipping is rare
+
+
+def test_photometric_off_by_default_and_at_zero():
+    plain, changed, _ = _photometric_change(photometric=0.0, grayscale=0.0, noise=0.0)
+    assert torch.equal(plain, changed)

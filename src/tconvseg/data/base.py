@@ -12,6 +12,7 @@ from torchvision import tv_tensors
 
 from .decode import check_same_size, load_image
 from .errors import DatasetError, DatasetNotFoundError, list_some
+from .groups import group_of
 from .info import DatasetInfo
 
 Transforms = Callable[[Any, Any], tuple[Any, Any]]
@@ -53,10 +54,33 @@ class SegmentationDataset(Dataset[tuple[torch.Tensor, torch.Tensor]]):
     """
 
     info: DatasetInfo
+    #: Regex whose first group, searched in an item's name, is the item's group (its drive / sequence);
+    #: ``None``: the dataset has no groups. Read by :meth:`groups`.
+    group_pattern: str | None = None
 
     def __init__(self, info: DatasetInfo, transforms: Transforms | None = None) -> None:
         self.info = info
         self.transforms = transforms
+
+    def names(self) -> list[str]:
+        """One name per item, in index order: the image file's stem, or ``item<i>`` for generated data."""
+        pairs = getattr(self, "pairs", None)
+        if pairs is not None:
+            return [Path(image).stem for image, _ in pairs]
+        return [f"item{i:06d}" for i in range(len(self))]
+
+    def groups(self) -> list[str]:
+        """One group name per item (e.g. CamVid's drive ``0016E5``), read from :meth:`names` by ``group_pattern``.
+
+        Raises:
+            DatasetError: the dataset has no ``group_pattern``, or a name does not match it (naming the item).
+        """
+        if self.group_pattern is None:
+            raise DatasetError(
+                f"{type(self).__name__} has no groups: its items carry no sequence name. Expected data.dataset.group_pattern, "
+                f"a regex whose first group is the sequence in each file name (e.g. '^([^_]+)_' for 'drive1_0001.png')."
+            )
+        return [group_of(name, self.group_pattern) for name in self.names()]
 
     def __len__(self) -> int:
         raise NotImplementedError

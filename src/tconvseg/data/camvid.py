@@ -36,6 +36,7 @@ from .download import (
     download_camvid,
 )
 from .errors import DatasetError, DatasetNotFoundError, download_hint
+from .groups import CAMVID_GROUP_PATTERN, check_pattern
 from .info import CAMVID
 
 _IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
@@ -133,6 +134,8 @@ class CamVidDataset(SegmentationDataset):
         download_timeout: seconds any one socket operation of the download may take.
         max_download_bytes: the download stops past this many bytes.
         max_extract_bytes: extraction stops past this many written bytes.
+        group_pattern: regex whose first group, searched in a file stem, is the item's drive
+            (:meth:`groups`; ``0001TP``, ``0006R0``, ``0016E5``, ``Seq05VD``); ``None``: no groups.
 
     Raises:
         DatasetNotFoundError / DatasetError: missing or inconsistent files, undecodable files, label
@@ -152,8 +155,11 @@ class CamVidDataset(SegmentationDataset):
         download_timeout: float = DEFAULT_TIMEOUT,
         max_download_bytes: int = DEFAULT_MAX_DOWNLOAD_BYTES,
         max_extract_bytes: int = DEFAULT_MAX_EXTRACT_BYTES,
+        group_pattern: str | None = CAMVID_GROUP_PATTERN,
     ) -> None:
         super().__init__(CAMVID, transforms)
+        check_pattern(group_pattern)
+        self.group_pattern = group_pattern
         self.root = Path(root)
         self.split = split
         if download:

@@ -18,13 +18,18 @@ from torch.utils.data import DataLoader, Sampler
 
 from .base import SegmentationDataset, Transforms
 from .errors import DatasetError
+from .groups import describe_groups, holdout_indices, leave_one_group_out
 from .info import DatasetInfo, dataset_info
+from .pooled import PooledView
 from .samplers import EpochShuffleSampler, ShardSampler
 from .stats import WEIGHT_METHODS, median_frequency_weights
 from .transforms import eval_transforms as build_eval_transforms
 from .transforms import train_transforms as build_train_transforms
 
 DEFAULT_SPLITS = {"train": "train", "val": "val", "test": "test", "predict": "test"}
+#: Split name of the held-out groups under ``holdout`` (the val role's split then).
+HOLDOUT_SPLIT = "holdout"
+HOLDOUT_MODES = ("sequence", "kfold")
 _STAGE_ROLES = {"fit": ("train", "val"), "validate": ("val",), "test": ("test",), "predict": ("predict",)}
 
 
@@ -72,6 +77,14 @@ class SegmentationDataModule(lightning.LightningDataModule):
         seed: seed of the training shuffle; ``None`` derives it from ``torch.initial_seed()``, which
             ``lightning.seed_everything`` sets, so seeded runs see the same order. The order of an
             epoch depends only on the seed and the epoch number (see :class:`EpochShuffleSampler`).
+        holdout: ``None`` (the splits as they are), ``"sequence"`` (hold out the groups in
+            ``holdout_groups``) or ``"kfold"`` (leave-one-group-out: hold out the ``holdout_fold``-th group
+            in sorted order). The items of the ``holdout_pool`` splits are pooled; the held-out groups
+            become the split ``"holdout"`` (the val role), the rest the split ``splits["train"]`` (the train
+            role). No held-out item reaches training. Groups come from the dataset's ``groups()``.
+        holdout_groups: group names held out under ``holdout="sequence"``, e.g. ``["0006R0"]``.
+        holdout_fold: fold index under ``holdout="kfold"``.
+        holdout_pool: split names pooled under a holdout; default ``["train", "val"]``.
     """
 
     def __init__(
@@ -88,6 +101,10 @@ class SegmentationDataModule(lightning.LightningDataModule):
         splits: Mapping[str, str] | None = None,
         drop_last: bool = False,
         seed: int | None = None,
+        holdout: str | None = None,
+        holdout_groups: list[str] | None = None,
+        holdout_fold: int | None = None,
+        holdout_pool: list[str] | None = None,
     ) -> None:
         super().__init__()
         self.info = dataset_info(info) if isinstance(info, str) else info
@@ -100,6 +117,16 @@ class SegmentationDataModule(lightning.LightningDataModule):
         if num_workers < 0:
             raise ValueError(f"num_workers={num_workers} is invalid; expected >= 0")
         self.splits = {**DEFAULT_SPLITS, **dict(splits or {})}
+        self.holdout = _check_holdout(holdout, holdout_groups, holdout_fold)
+        self.holdout_groups = [str(g) for g in holdout_groups] if holdout_groups else []
+        self.holdout_fold = holdout_fold
+        self.holdout_pool = list(holdout_pool) if holdout_pool is not None else ["train", "val"]
+        if self.holdout is not None:
+            if not self.holdout_pool or HOLDOUT_SPLIT in self.holdout_pool:
+                raise ValueError(f"data.holdout_pool={holdout_pool!r} is invalid; expected a non-empty list of split names such as [train, val]")
+            self.splits["val"] = HOLDOUT_SPLIT
+        self._pool: list[SegmentationDataset] | None = None
+        self._holdout_split: tuple[list[int], list[int], list[str]] | None = None
         self._dataset_factory = dataset
         self._train_spec = dict(train_transforms or {}) if isinstance(train_transforms, Mapping) or train_transforms is None else None
         self._transforms = {
@@ -133,17 +160,77 @@ class SegmentationDataModule(lightning.LightningDataModule):
         split = self.splits[role]
         kind = "train" if role == "train" else "eval"
         key = (split, kind)
+        if key not in self._datasets and self.holdout is not None and split in (HOLDOUT_SPLIT, self.splits["train"]):
+            self._datasets[key] = self._holdout_view(split, kind, download)
         if key not in self._datasets:
-            extra = {} if download or "download" not in inspect.signature(self._dataset_factory).parameters else {"download": False}
-            ds = self._dataset_factory(split=split, transforms=self._transforms[kind], **extra)
-            if ds.info.num_classes != self.info.num_classes or ds.info.ignore_index != self.info.ignore_index:
-                raise DatasetError(
-                    f"dataset {type(ds).__name__} (split {split!r}) has {ds.info.num_classes} classes and "
-                    f"ignore_index {ds.info.ignore_index}, but the datamodule's info {self.info.name!r} has "
-                    f"{self.info.num_classes} and {self.info.ignore_index}; expected them to agree (check the config)."
-                )
-            self._datasets[key] = ds
+            self._datasets[key] = self._build_split(split, self._transforms[kind], download)
         return self._datasets[key]
+
+    def _build_split(self, split: str, transforms: Transforms | None, download: bool) -> SegmentationDataset:
+        extra = {} if download or "download" not in inspect.signature(self._dataset_factory).parameters else {"download": False}
+        ds = self._dataset_factory(split=split, transforms=transforms, **extra)
+        if ds.info.num_classes != self.info.num_classes or ds.info.ignore_index != self.info.ignore_index:
+            raise DatasetError(
+                f"dataset {type(ds).__name__} (split {split!r}) has {ds.info.num_classes} classes and "
+                f"ignore_index {ds.info.ignore_index}, but the datamodule's info {self.info.name!r} has "
+                f"{self.info.num_classes} and {self.info.ignore_index}; expected them to agree (check the config)."
+            )
+        return ds
+
+    def _holdout_view(self, split: str, kind: str, download: bool) -> PooledView:
+        """The kept (``split`` = the train split's name) or held-out side of the pool, with ``kind``'s transforms."""
+        kept, held, _ = self.holdout_split(download)
+        assert self._pool is not None
+        offsets = [(ds, i) for ds in self._pool for i in range(len(ds))]
+        indices = held if split == HOLDOUT_SPLIT else kept
+        return PooledView([offsets[i] for i in indices], self._transforms[kind])
+
+    def holdout_split(self, download: bool = True) -> tuple[list[int], list[int], list[str]]:
+        """``(kept, held_out, held_out_groups)``: indices into the pool (the ``holdout_pool`` splits in order).
+
+        Raises:
+            ValueError: not in a holdout mode, an unknown group (naming those that exist), a bad fold.
+            DatasetError: the dataset has no groups.
+        """
+        if self.holdout is None:
+            raise ValueError("data.holdout is null: there is no held-out split; expected data.holdout=sequence or kfold")
+        if self._holdout_split is None:
+            self._pool = [self._build_split(name, None, download) for name in self.holdout_pool]
+            groups = [g for ds in self._pool for g in ds.groups()]
+            where = f"the pooled splits {self.holdout_pool}"
+            if self.holdout == "kfold":
+                wanted = [leave_one_group_out(groups, self.holdout_fold, where)]  # type: ignore[arg-type]
+            else:
+                wanted = list(dict.fromkeys(self.holdout_groups))
+            kept, held = holdout_indices(groups, wanted, where)
+            self._holdout_split = (kept, held, wanted)
+        return self._holdout_split
+
+    def split_manifest(self) -> dict[str, Any] | None:
+        """What a holdout run trained and validated on: mode, pool, held-out groups, per-group counts, held-out names.
+
+        ``None`` without a holdout. Stored in checkpoints and logged at the start of a run.
+        """
+        if self.holdout is None:
+            return None
+        kept, held, wanted = self.holdout_split()
+        assert self._pool is not None
+        names = [n for ds in self._pool for n in ds.names()]
+        groups = [g for ds in self._pool for g in ds.groups()]
+        return {
+            "mode": self.holdout,
+            "pool": list(self.holdout_pool),
+            "held_out": wanted,
+            "train_groups": describe_groups([groups[i] for i in kept]),
+            "val_groups": describe_groups([groups[i] for i in held]),
+            "val_items": [names[i] for i in held],
+        }
+
+    def holdout_identity(self) -> dict[str, Any] | None:
+        """The part of the split that makes two runs different runs (mode, pool, held-out groups); ``None`` without one."""
+        if self.holdout is None:
+            return None
+        return {"mode": self.holdout, "pool": list(self.holdout_pool), "held_out": self.holdout_split()[2]}
 
     def set_train_transforms(self, changes: Mapping[str, Any]) -> None:
         """Rebuild the training transforms with ``changes`` over the configured options; the train dataset
@@ -174,6 +261,8 @@ class SegmentationDataModule(lightning.LightningDataModule):
         stage = self.trainer.state.fn.value if self.trainer is not None and self.trainer.state.fn else "fit"
         for role in _STAGE_ROLES.get(stage, _STAGE_ROLES["fit"]):
             self.dataset(role)
+        if self.holdout is not None:
+            self.holdout_split()
 
     def setup(self, stage: str | None = None) -> None:
         """Build (and thereby validate) the splits of ``stage``, never downloading; ``None``: the ``fit`` splits."""
@@ -252,3 +341,31 @@ class SegmentationDataModule(lightning.LightningDataModule):
 
     def predict_dataloader(self) -> DataLoader:
         return self._loader("predict", self.eval_batch_size, shuffle=False)
+
+
+def _check_holdout(holdout: str | None, groups: list[str] | None, fold: int | None) -> str | None:
+    """``holdout`` after checking that its options agree; one-line ``ValueError`` naming the key otherwise."""
+    if holdout in (None, "none", "null"):
+        if groups or fold is not None:
+            raise ValueError(
+                f"data.holdout_groups={groups!r} / data.holdout_fold={fold!r} are set but data.holdout is null; expected "
+                f"data.holdout=sequence (with holdout_groups) or data.holdout=kfold (with holdout_fold)"
+            )
+        return None
+    if holdout not in HOLDOUT_MODES:
+        raise ValueError(f"data.holdout={holdout!r} is invalid; expected null, {' or '.join(HOLDOUT_MODES)}")
+    if holdout == "sequence" and (not groups or isinstance(groups, str)):
+        raise ValueError(f"data.holdout=sequence needs data.holdout_groups, a list of group names such as [0006R0]; got {groups!r}")
+    for group in groups or []:
+        if isinstance(group, float):  # YAML 1.1 and OmegaConf read 0016E5 as 16e5
+            raise ValueError(
+                f"data.holdout_groups holds the number {group!r}, not a group name: an unquoted name such as 0016E5 reads as a "
+                f"number in YAML. Expected quoted names in config files, e.g. holdout_groups: ['0016E5']"
+            )
+    if holdout == "sequence" and fold is not None:
+        raise ValueError(f"data.holdout_fold={fold!r} applies to data.holdout=kfold, not sequence; expected it null")
+    if holdout == "kfold" and fold is None:
+        raise ValueError("data.holdout=kfold needs data.holdout_fold, the index of the group to hold out (0, 1, ...)")
+    if holdout == "kfold" and groups:
+        raise ValueError(f"data.holdout_groups={groups!r} applies to data.holdout=sequence, not kfold; expected it empty")
+    return holdout

@@ -21,6 +21,7 @@ import torch
 from .base import FilePairDataset, Transforms, pair_by_stem
 from .decode import allowed_table, check_label_values, check_same_size, load_image, load_label
 from .errors import DatasetError, DatasetNotFoundError
+from .groups import check_pattern
 from .info import DatasetInfo
 
 _IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
@@ -39,6 +40,8 @@ class FolderDataset(FilePairDataset):
         validate: decode every pair once at construction, so that a broken file, a size mismatch or
             a label value outside ``0..K-1`` / the ignore index fails before training starts, naming
             the file. Without it the same checks run when an item is read.
+        group_pattern: regex whose first group, searched in an image's file stem, names the item's
+            sequence (e.g. ``'^([^_]+)_'`` for ``street3_0001.png``), for ``data.holdout``; ``None``: no groups.
 
     Raises:
         DatasetNotFoundError / DatasetError: missing folders, unpaired files, undecodable files, a
@@ -47,9 +50,11 @@ class FolderDataset(FilePairDataset):
 
     def __init__(
         self, root: str | os.PathLike[str], split: str = "train", transforms: Transforms | None = None, *,
-        info: DatasetInfo, cache: bool = False, validate: bool = True,
+        info: DatasetInfo, cache: bool = False, validate: bool = True, group_pattern: str | None = None,
     ) -> None:
         super().__init__(info, transforms)
+        check_pattern(group_pattern)
+        self.group_pattern = group_pattern
         self.root, self.split = Path(root), split
         image_dir, mask_dir = self.root / "images" / split, self.root / "masks" / split
         for folder in (image_dir, mask_dir):

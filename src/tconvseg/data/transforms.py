@@ -70,10 +70,12 @@ class Rescale(v2.Transform):
         return F.resize(inpt, size=params["size"], antialias=True)
 
 
-def _finish(mean: Sequence[float] | None, std: Sequence[float] | None) -> list[v2.Transform]:
+def _finish(mean: Sequence[float] | None, std: Sequence[float] | None, noise: float | None = None) -> list[v2.Transform]:
     steps: list[v2.Transform] = [
         v2.ToDtype({tv_tensors.Image: torch.float32, tv_tensors.Mask: torch.int64, "others": None}, scale=True)
     ]
+    if noise is not None:  # on [0, 1] floats (GaussianNoise needs them), before normalisation
+        steps.append(v2.GaussianNoise(mean=0.0, sigma=float(noise), clip=True))
     if mean is not None and std is not None:
         steps.append(v2.Normalize(mean=list(mean), std=list(std)))
     return steps
@@ -108,10 +110,13 @@ def train_transforms(
     crop_size: Sequence[int] | int | None = None,
     hflip: float = 0.5,
     color_jitter: float | Sequence[float] | None = None,
+    photometric: float | None = None,
+    grayscale: float | None = None,
+    noise: float | None = None,
     mean: Sequence[float] | None = IMAGENET_MEAN,
     std: Sequence[float] | None = IMAGENET_STD,
 ) -> v2.Compose:
-    """Training pipeline: resize, random rescale, random crop (padded), flip, colour jitter, normalise.
+    """Training pipeline: resize, random rescale, random crop (padded), flip, photometric changes, normalise.
 
     Args:
         ignore_index: mask value used to pad crops larger than the (rescaled) image.
@@ -122,6 +127,11 @@ def train_transforms(
             ``ignore_index`` (mask) where the image is smaller. ``None`` = no crop.
         hflip: probability of a horizontal flip (0 disables).
         color_jitter: brightness/contrast/saturation strength, or ``(b, c, s, hue)``; ``None`` = off.
+        photometric: probability of each step of ``v2.RandomPhotometricDistort`` (SSD's: brightness,
+            contrast, saturation, hue, channel permutation, each drawn on its own); ``None`` = off.
+        grayscale: probability of ``v2.RandomGrayscale``; ``None`` = off.
+        noise: standard deviation of additive Gaussian noise on the [0, 1] image (``v2.GaussianNoise``,
+            clipped); ``None`` = off.
         mean, std: per-channel normalisation after scaling to [0, 1]; ``None`` skips it.
 
     Returns:
@@ -145,7 +155,16 @@ def train_transforms(
             )
         b, c, s, h = jitter
         steps.append(v2.ColorJitter(brightness=b, contrast=c, saturation=s, hue=h))
-    return v2.Compose(steps + _finish(mean, std))
+    for key, value in (("photometric", photometric), ("grayscale", grayscale)):
+        if value is not None and not (isinstance(value, (int, float)) and 0.0 <= value <= 1.0):
+            raise ValueError(f"transform option {key}={value!r} is invalid; expected a probability in [0, 1] or null")
+    if photometric:
+        steps.append(v2.RandomPhotometricDistort(p=float(photometric)))
+    if grayscale:
+        steps.append(v2.RandomGrayscale(p=float(grayscale)))
+    if noise is not None and not (isinstance(noise, (int, float)) and not isinstance(noise, bool) and noise >= 0):
+        raise ValueError(f"transform option noise={noise!r} is invalid; expected a standard deviation >= 0 (on [0, 1] pixels) or null")
+    return v2.Compose(steps + _finish(mean, std, noise or None))
 
 
 def eval_transforms(
