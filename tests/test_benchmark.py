@@ -64,3 +64,16 @@ def test_cells_give_ratios_and_point_differences():
     assert _cell(59.79, ".1f", 58.76, delta=True) == "59.8 (+1.0)"
     assert _cell(27.3, ".1f", 29.7) == "27.3 (0.92×)"
     assert _cell(None, ".1f", 29.7) == "–"
+
+
+def test_loop_mode_measures_the_step_alone_and_the_full_loop(tmp_path, capsys):
+    out = tmp_path / "loop.json"
+    device = "experiment=synthetic_quick data.augment_on=device data.train_transforms.crop_size=[32,48]"
+    specs = ["experiment=synthetic_quick data.augment_on=loader", device]
+    rows = main(["--loop", *specs, "--steps", "2", "--json", str(out)])
+    assert [r["augment_on"] for r in rows] == ["loader", "device"]
+    assert rows[0]["batch"] == (8, 3, 64, 96) and rows[1]["batch"] == (8, 3, 32, 48)
+    for r in rows:
+        assert r["step_ips"] > 0 and r["loop_ips"] > 0 and r["ratio"] == pytest.approx(r["loop_ips"] / r["step_ips"])
+        assert r["gpu_busy"] is None and r["peak_mib"] is None  # CPU: ratio only
+    assert "full loop img/s" in capsys.readouterr().out and len(json.loads(out.read_text())) == 2

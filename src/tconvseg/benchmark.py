@@ -3,6 +3,7 @@
     python scripts/benchmark.py [--models OPTION[,OVERRIDE...] ...] [--runs RUN_DIR ...]
         [--train-size 180x240] [--infer-size 180x240] [--flops-size 360x480] [--batch 8]
         [--steps 5] [--threads N] [--channels-last] [--compile] [--device cpu] [--json PATH] [--reference]
+    python scripts/benchmark.py --loop "OVERRIDE ..." ["OVERRIDE ..." ...] [--steps 20] [--device cuda]
 
 Each model is a model config option with optional overrides, e.g.
 ``fcn8s_mobilenet_v3,model.channels_last=true``; each run folder adds a row for its model (from
@@ -18,7 +19,8 @@ state leaks between rows:
 - peak memory: how far the process's peak resident set rose above its level after imports (CPU),
   or ``max_memory_allocated`` (CUDA).
 
-``--reference`` also times the from-scratch reference transposed conv against torch's.
+``--reference`` also times the from-scratch reference transposed conv against torch's. ``--loop``
+compares the training loop with the model step alone (:mod:`tconvseg.loop_benchmark`).
 
 Ratios in parentheses are to the best peer (torchvision model): the peer run with the highest val
 mIoU, else the peer with the fastest training. No speed target is asserted anywhere.
@@ -221,7 +223,7 @@ def reference_table(device: str) -> Table:
     return table
 
 
-def main(argv: Sequence[str] | None = None) -> list[Row]:
+def main(argv: Sequence[str] | None = None) -> list[Row] | list[dict[str, Any]]:
     """``python scripts/benchmark.py``: measure, print the table, optionally write JSON; returns the rows."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", nargs="*", default=None, help="model options, each OPTION[,OVERRIDE...]")
@@ -238,7 +240,11 @@ def main(argv: Sequence[str] | None = None) -> list[Row]:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--json", type=Path, default=None, help="also write the rows here")
     parser.add_argument("--reference", action="store_true", help="also time the reference transposed conv")
+    parser.add_argument("--loop", nargs="+", default=None, metavar="OVERRIDES",
+                        help="loop mode: for each quoted set of training overrides, the step alone vs the full training loop")
     args = parser.parse_args(argv)
+    if args.loop:
+        return _loop_mode(args)
     opts = {"train_size": _size(args.train_size), "infer_size": _size(args.infer_size), "flops_size": _size(args.flops_size),
             "batch": args.batch, "steps": args.steps, "threads": args.threads, "device": args.device}
     common = [o for flag, o in ((args.channels_last, "model.channels_last=true"), (args.compile, "model.compile=true")) if flag]
@@ -259,6 +265,16 @@ def main(argv: Sequence[str] | None = None) -> list[Row]:
         console.print(reference_table(args.device))
     if args.json:
         args.json.write_text(json.dumps([{**asdict(r), "is_peer": r.is_peer} for r in rows], indent=2, default=str))
+    return rows
+
+
+def _loop_mode(args: argparse.Namespace) -> list[dict[str, Any]]:
+    from tconvseg.loop_benchmark import loop_measure, loop_table
+
+    rows = [loop_measure(spec.split(), steps=args.steps, device=args.device, threads=args.threads) for spec in args.loop]
+    Console(width=250).print(loop_table(rows))
+    if args.json:
+        args.json.write_text(json.dumps(rows, indent=2, default=str))
     return rows
 
 

@@ -26,7 +26,7 @@ from tconvseg.checkpoints import (
     load_checkpoint,
     run_dir_of,
 )
-from tconvseg.data.datamodule import HOLDOUT_SPLIT
+from tconvseg.data.holdout import HOLDOUT_SPLIT
 from tconvseg.entry import run_hydra
 from tconvseg.system import SegmentationSystem
 from tconvseg.tta import tta_options

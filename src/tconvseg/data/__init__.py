@@ -4,9 +4,9 @@ Every dataset yields ``(image float32 (3, H, W), mask int64 (H, W))``; mask valu
 ``0..num_classes-1`` or the dataset's ``ignore_index``.
 """
 
-from .base import SegmentationDataset, apply_transforms
+from .base import SegmentationDataset, apply_transforms, collate_pairs
 from .camvid import CamVidDataset, camvid_index
-from .datamodule import SegmentationDataModule, collate_pairs
+from .datamodule import SegmentationDataModule
 from .download import DEFAULT_URL, camvid_present, download_camvid, extract_camvid
 from .errors import DATA_DIR_ENV, DatasetError, DatasetNotFoundError
 from .folder import FolderDataset

@@ -46,6 +46,17 @@ def apply_transforms(
     return img, mask.to(torch.int64)
 
 
+def collate_pairs(batch: list[tuple[torch.Tensor, torch.Tensor]]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Stack ``(image (3, H, W), mask (H, W))`` items into ``(images (N, 3, H, W), masks (N, H, W))``."""
+    shapes = {(tuple(img.shape), tuple(mask.shape)) for img, mask in batch}
+    if len(shapes) > 1:
+        raise DatasetError(
+            f"cannot batch items of different sizes {sorted(shapes)[:4]} (image, mask shapes); expected every "
+            f"item of a batch to share one size. Resize to a fixed size, crop, or use batch size 1."
+        )
+    return torch.stack([img for img, _ in batch]), torch.stack([mask for _, mask in batch])
+
+
 class SegmentationDataset(Dataset[tuple[torch.Tensor, torch.Tensor]]):
     """Base class: subclasses decode pairs, this class applies transforms and the output contract.
 

@@ -16,46 +16,19 @@ import lightning
 import torch
 from torch.utils.data import DataLoader, Sampler
 
-from .base import SegmentationDataset, Transforms
+from .base import SegmentationDataset, Transforms, collate_pairs
+from .device_data import DeviceTraining, IndexItems
 from .errors import DatasetError
-from .groups import describe_groups, holdout_indices, leave_one_group_out
+from .holdout import HOLDOUT_SPLIT, GroupHoldout
 from .info import DatasetInfo, dataset_info
-from .pooled import PooledView
 from .samplers import EpochShuffleSampler, ShardSampler
 from .stats import WEIGHT_METHODS, median_frequency_weights
 from .transforms import eval_transforms as build_eval_transforms
 from .transforms import train_transforms as build_train_transforms
+from .transforms import transforms_from_options
 
 DEFAULT_SPLITS = {"train": "train", "val": "val", "test": "test", "predict": "test"}
-#: Split name of the held-out groups under ``holdout`` (the val role's split then).
-HOLDOUT_SPLIT = "holdout"
-HOLDOUT_MODES = ("sequence", "kfold")
 _STAGE_ROLES = {"fit": ("train", "val"), "validate": ("val",), "test": ("test",), "predict": ("predict",)}
-
-
-def collate_pairs(batch: list[tuple[torch.Tensor, torch.Tensor]]) -> tuple[torch.Tensor, torch.Tensor]:
-    """Stack ``(image (3, H, W), mask (H, W))`` items into ``(images (N, 3, H, W), masks (N, H, W))``."""
-    shapes = {(tuple(img.shape), tuple(mask.shape)) for img, mask in batch}
-    if len(shapes) > 1:
-        raise DatasetError(
-            f"cannot batch items of different sizes {sorted(shapes)[:4]} (image, mask shapes); expected every "
-            f"item of a batch to share one size. Resize to a fixed size, crop, or use batch size 1."
-        )
-    return torch.stack([img for img, _ in batch]), torch.stack([mask for _, mask in batch])
-
-
-def _build_transforms(
-    spec: Mapping[str, Any] | Transforms | None, builder: Callable[..., Transforms], **fixed: Any
-) -> Transforms:
-    """``spec`` as is when it is a transform, else ``builder(**spec, **fixed)`` with checked option names."""
-    if spec is not None and not isinstance(spec, Mapping):
-        return spec
-    options = dict(spec or {})
-    valid = set(inspect.signature(builder).parameters) - set(fixed)
-    unknown = sorted(set(options) - valid)
-    if unknown:
-        raise ValueError(f"unknown {builder.__name__} option(s) {unknown}; expected some of {sorted(valid)}")
-    return builder(**options, **fixed)
 
 
 class SegmentationDataModule(lightning.LightningDataModule):
@@ -77,14 +50,13 @@ class SegmentationDataModule(lightning.LightningDataModule):
         seed: seed of the training shuffle; ``None`` derives it from ``torch.initial_seed()``, which
             ``lightning.seed_everything`` sets, so seeded runs see the same order. The order of an
             epoch depends only on the seed and the epoch number (see :class:`EpochShuffleSampler`).
-        holdout: ``None`` (the splits as they are), ``"sequence"`` (hold out the groups in
-            ``holdout_groups``) or ``"kfold"`` (leave-one-group-out: hold out the ``holdout_fold``-th group
-            in sorted order). The items of the ``holdout_pool`` splits are pooled; the held-out groups
-            become the split ``"holdout"`` (the val role), the rest the split ``splits["train"]`` (the train
-            role). No held-out item reaches training. Groups come from the dataset's ``groups()``.
-        holdout_groups: group names held out under ``holdout="sequence"``, e.g. ``["0006R0"]``.
-        holdout_fold: fold index under ``holdout="kfold"``.
-        holdout_pool: split names pooled under a holdout; default ``["train", "val"]``.
+        holdout, holdout_groups, holdout_fold, holdout_pool: hold whole groups (drives) out, see
+            :class:`~tconvseg.data.holdout.GroupHoldout`: the held-out groups of the pooled splits become
+            the split ``"holdout"`` (the val role), the rest the train role's split; ``None``: no holdout.
+        augment_on: ``"loader"`` (per item, :func:`train_transforms`, in the loader) or ``"device"`` (per batch,
+            :class:`~tconvseg.data.batch_augment.BatchAugment`, in :meth:`on_after_batch_transfer`, training only).
+        device_cache: with ``augment_on="device"``: keep the training split on the device (batches are index
+            gathers): ``True``, ``False`` or ``"auto"`` (when it fits in ``device_cache_fraction`` of free memory).
     """
 
     def __init__(
@@ -105,6 +77,9 @@ class SegmentationDataModule(lightning.LightningDataModule):
         holdout_groups: list[str] | None = None,
         holdout_fold: int | None = None,
         holdout_pool: list[str] | None = None,
+        augment_on: str = "loader",
+        device_cache: str | bool = "auto",
+        device_cache_fraction: float = 0.5,
     ) -> None:
         super().__init__()
         self.info = dataset_info(info) if isinstance(info, str) else info
@@ -117,22 +92,20 @@ class SegmentationDataModule(lightning.LightningDataModule):
         if num_workers < 0:
             raise ValueError(f"num_workers={num_workers} is invalid; expected >= 0")
         self.splits = {**DEFAULT_SPLITS, **dict(splits or {})}
-        self.holdout = _check_holdout(holdout, holdout_groups, holdout_fold)
-        self.holdout_groups = [str(g) for g in holdout_groups] if holdout_groups else []
-        self.holdout_fold = holdout_fold
-        self.holdout_pool = list(holdout_pool) if holdout_pool is not None else ["train", "val"]
-        if self.holdout is not None:
-            if not self.holdout_pool or HOLDOUT_SPLIT in self.holdout_pool:
-                raise ValueError(f"data.holdout_pool={holdout_pool!r} is invalid; expected a non-empty list of split names such as [train, val]")
+        self._holdout = GroupHoldout.from_options(holdout, holdout_groups, holdout_fold, holdout_pool)
+        if self._holdout is not None:
             self.splits["val"] = HOLDOUT_SPLIT
-        self._pool: list[SegmentationDataset] | None = None
-        self._holdout_split: tuple[list[int], list[int], list[str]] | None = None
         self._dataset_factory = dataset
         self._train_spec = dict(train_transforms or {}) if isinstance(train_transforms, Mapping) or train_transforms is None else None
         self._transforms = {
-            "train": _build_transforms(train_transforms, build_train_transforms, ignore_index=self.info.ignore_index),
-            "eval": _build_transforms(eval_transforms, build_eval_transforms),
+            "train": transforms_from_options(train_transforms, build_train_transforms, ignore_index=self.info.ignore_index),
+            "eval": transforms_from_options(eval_transforms, build_eval_transforms),
         }
+        if augment_on not in ("loader", "device"):
+            raise ValueError(f"data.augment_on={augment_on!r} is invalid; expected loader or device")
+        self.augment_on = augment_on
+        cache_options = (device_cache, device_cache_fraction)
+        self._device = None if augment_on == "loader" else DeviceTraining(self._train_spec, self.info.ignore_index, *cache_options)
         self.batch_size = batch_size
         self.eval_batch_size = eval_batch_size or batch_size
         self.num_workers = num_workers
@@ -160,8 +133,9 @@ class SegmentationDataModule(lightning.LightningDataModule):
         split = self.splits[role]
         kind = "train" if role == "train" else "eval"
         key = (split, kind)
-        if key not in self._datasets and self.holdout is not None and split in (HOLDOUT_SPLIT, self.splits["train"]):
-            self._datasets[key] = self._holdout_view(split, kind, download)
+        if key not in self._datasets and self._holdout is not None and split in (HOLDOUT_SPLIT, self.splits["train"]):
+            build = self._pool_builder(download)
+            self._datasets[key] = self._holdout.view(split == HOLDOUT_SPLIT, self._transforms[kind], build)
         if key not in self._datasets:
             self._datasets[key] = self._build_split(split, self._transforms[kind], download)
         return self._datasets[key]
@@ -177,60 +151,24 @@ class SegmentationDataModule(lightning.LightningDataModule):
             )
         return ds
 
-    def _holdout_view(self, split: str, kind: str, download: bool) -> PooledView:
-        """The kept (``split`` = the train split's name) or held-out side of the pool, with ``kind``'s transforms."""
-        kept, held, _ = self.holdout_split(download)
-        assert self._pool is not None
-        offsets = [(ds, i) for ds in self._pool for i in range(len(ds))]
-        indices = held if split == HOLDOUT_SPLIT else kept
-        return PooledView([offsets[i] for i in indices], self._transforms[kind])
+    def _pool_builder(self, download: bool = True) -> Callable[[str], SegmentationDataset]:
+        return lambda split: self._build_split(split, None, download)
 
-    def holdout_split(self, download: bool = True) -> tuple[list[int], list[int], list[str]]:
-        """``(kept, held_out, held_out_groups)``: indices into the pool (the ``holdout_pool`` splits in order).
-
-        Raises:
-            ValueError: not in a holdout mode, an unknown group (naming those that exist), a bad fold.
-            DatasetError: the dataset has no groups.
-        """
-        if self.holdout is None:
-            raise ValueError("data.holdout is null: there is no held-out split; expected data.holdout=sequence or kfold")
-        if self._holdout_split is None:
-            self._pool = [self._build_split(name, None, download) for name in self.holdout_pool]
-            groups = [g for ds in self._pool for g in ds.groups()]
-            where = f"the pooled splits {self.holdout_pool}"
-            if self.holdout == "kfold":
-                wanted = [leave_one_group_out(groups, self.holdout_fold, where)]  # type: ignore[arg-type]
-            else:
-                wanted = list(dict.fromkeys(self.holdout_groups))
-            kept, held = holdout_indices(groups, wanted, where)
-            self._holdout_split = (kept, held, wanted)
-        return self._holdout_split
+    @property
+    def holdout(self) -> str | None:
+        """``data.holdout``'s mode (``"sequence"``, ``"kfold"``), or ``None`` without a holdout."""
+        return self._holdout.mode if self._holdout is not None else None
 
     def split_manifest(self) -> dict[str, Any] | None:
         """What a holdout run trained and validated on: mode, pool, held-out groups, per-group counts, held-out names.
 
-        ``None`` without a holdout. Stored in checkpoints and logged at the start of a run.
+        ``None`` without a holdout. Logged at the start of a run and stored in its checkpoints.
         """
-        if self.holdout is None:
-            return None
-        kept, held, wanted = self.holdout_split()
-        assert self._pool is not None
-        names = [n for ds in self._pool for n in ds.names()]
-        groups = [g for ds in self._pool for g in ds.groups()]
-        return {
-            "mode": self.holdout,
-            "pool": list(self.holdout_pool),
-            "held_out": wanted,
-            "train_groups": describe_groups([groups[i] for i in kept]),
-            "val_groups": describe_groups([groups[i] for i in held]),
-            "val_items": [names[i] for i in held],
-        }
+        return self._holdout.manifest(self._pool_builder()) if self._holdout is not None else None
 
     def holdout_identity(self) -> dict[str, Any] | None:
         """The part of the split that makes two runs different runs (mode, pool, held-out groups); ``None`` without one."""
-        if self.holdout is None:
-            return None
-        return {"mode": self.holdout, "pool": list(self.holdout_pool), "held_out": self.holdout_split()[2]}
+        return self._holdout.identity(self._pool_builder()) if self._holdout is not None else None
 
     def set_train_transforms(self, changes: Mapping[str, Any]) -> None:
         """Rebuild the training transforms with ``changes`` over the configured options; the train dataset
@@ -247,7 +185,9 @@ class SegmentationDataModule(lightning.LightningDataModule):
                 "next epoch) or data.num_workers=0"
             )
         spec = {**self._train_spec, **dict(changes)}
-        self._transforms["train"] = _build_transforms(spec, build_train_transforms, ignore_index=self.info.ignore_index)
+        if self._device is not None:
+            self._device.set_spec(spec)
+        self._transforms["train"] = transforms_from_options(spec, build_train_transforms, ignore_index=self.info.ignore_index)
         self._train_spec = spec
         for (_, kind), dataset in self._datasets.items():
             if kind == "train":
@@ -261,8 +201,8 @@ class SegmentationDataModule(lightning.LightningDataModule):
         stage = self.trainer.state.fn.value if self.trainer is not None and self.trainer.state.fn else "fit"
         for role in _STAGE_ROLES.get(stage, _STAGE_ROLES["fit"]):
             self.dataset(role)
-        if self.holdout is not None:
-            self.holdout_split()
+        if self._holdout is not None:
+            self._holdout.split(self._pool_builder())
 
     def setup(self, stage: str | None = None) -> None:
         """Build (and thereby validate) the splits of ``stage``, never downloading; ``None``: the ``fit`` splits."""
@@ -288,6 +228,19 @@ class SegmentationDataModule(lightning.LightningDataModule):
             self._weights[method] = weights
         return self._weights[method].clone()
 
+    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        """Under ``augment_on=device``, in training only: gather (device cache) and augment the batch where it is."""
+        if self._device is None or self.trainer is None or not self.trainer.training:
+            return batch
+        return self._device(batch)
+
+    def _train_items(self) -> tuple[Any, Callable[..., Any] | None]:
+        """The training loader's dataset and collate function: transformed pairs, raw uint8 pairs or indices."""
+        if self._device is None:
+            return self.dataset("train"), collate_pairs
+        device = self.trainer.strategy.root_device if self.trainer is not None else torch.device("cpu")
+        return self._device.items(self.dataset("train"), device, collate_pairs)
+
     def _loader(self, role: str, batch_size: int, shuffle: bool, drop_last: bool = False) -> DataLoader:
         # A private generator drives shuffling and worker seeds without drawing from the global RNG,
         # so loaders never shift the model's random stream.
@@ -304,15 +257,17 @@ class SegmentationDataModule(lightning.LightningDataModule):
             generator.manual_seed(0)
             if replicas > 1:
                 sampler = ShardSampler(len(self.dataset(role)), replicas, rank)
+        items, collate = self._train_items() if role == "train" else (self.dataset(role), collate_pairs)
+        workers = 0 if isinstance(items, IndexItems) else self.num_workers  # an index gather needs no worker
         return DataLoader(
-            self.dataset(role),
+            items,
             batch_size=batch_size,
             sampler=sampler,
             drop_last=drop_last,
-            num_workers=self.num_workers,
-            persistent_workers=self.persistent_workers,
-            pin_memory=self.pin_memory,
-            collate_fn=collate_pairs,
+            num_workers=workers,
+            persistent_workers=self.persistent_workers and workers > 0,
+            pin_memory=self.pin_memory and not isinstance(items, IndexItems),
+            collate_fn=collate,
             generator=generator,
         )
 
@@ -342,30 +297,3 @@ class SegmentationDataModule(lightning.LightningDataModule):
     def predict_dataloader(self) -> DataLoader:
         return self._loader("predict", self.eval_batch_size, shuffle=False)
 
-
-def _check_holdout(holdout: str | None, groups: list[str] | None, fold: int | None) -> str | None:
-    """``holdout`` after checking that its options agree; one-line ``ValueError`` naming the key otherwise."""
-    if holdout in (None, "none", "null"):
-        if groups or fold is not None:
-            raise ValueError(
-                f"data.holdout_groups={groups!r} / data.holdout_fold={fold!r} are set but data.holdout is null; expected "
-                f"data.holdout=sequence (with holdout_groups) or data.holdout=kfold (with holdout_fold)"
-            )
-        return None
-    if holdout not in HOLDOUT_MODES:
-        raise ValueError(f"data.holdout={holdout!r} is invalid; expected null, {' or '.join(HOLDOUT_MODES)}")
-    if holdout == "sequence" and (not groups or isinstance(groups, str)):
-        raise ValueError(f"data.holdout=sequence needs data.holdout_groups, a list of group names such as [0006R0]; got {groups!r}")
-    for group in groups or []:
-        if isinstance(group, float):  # YAML 1.1 and OmegaConf read 0016E5 as 16e5
-            raise ValueError(
-                f"data.holdout_groups holds the number {group!r}, not a group name: an unquoted name such as 0016E5 reads as a "
-                f"number in YAML. Expected quoted names in config files, e.g. holdout_groups: ['0016E5']"
-            )
-    if holdout == "sequence" and fold is not None:
-        raise ValueError(f"data.holdout_fold={fold!r} applies to data.holdout=kfold, not sequence; expected it null")
-    if holdout == "kfold" and fold is None:
-        raise ValueError("data.holdout=kfold needs data.holdout_fold, the index of the group to hold out (0, 1, ...)")
-    if holdout == "kfold" and groups:
-        raise ValueError(f"data.holdout_groups={groups!r} applies to data.holdout=sequence, not kfold; expected it empty")
-    return holdout

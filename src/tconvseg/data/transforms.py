@@ -8,7 +8,8 @@ untouched by colour ops, and end as ``int64``. Outputs: image ``float32`` (3, h,
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import inspect
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import torch
@@ -17,6 +18,8 @@ from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as F
 
 from tconvseg.nn.shapes import as_pair
+
+from .base import Transforms
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -192,3 +195,17 @@ def eval_transforms(
     elif scale is not None and scale != 1.0:
         steps.append(Rescale(scale=scale, resize_masks=resize_mask))
     return v2.Compose(steps + _finish(mean, std))
+
+
+def transforms_from_options(
+    spec: Mapping[str, Any] | Transforms | None, builder: Callable[..., Transforms], **fixed: Any
+) -> Transforms:
+    """``spec`` as is when it is a transform, else ``builder(**spec, **fixed)`` with checked option names."""
+    if spec is not None and not isinstance(spec, Mapping):
+        return spec
+    options = dict(spec or {})
+    valid = set(inspect.signature(builder).parameters) - set(fixed)
+    unknown = sorted(set(options) - valid)
+    if unknown:
+        raise ValueError(f"unknown {builder.__name__} option(s) {unknown}; expected some of {sorted(valid)}")
+    return builder(**options, **fixed)
