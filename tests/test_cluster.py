@@ -121,7 +121,7 @@ def test_preempted_slurm_job_is_requeued_and_resumes_from_its_own_checkpoint(tmp
     scontrol = bin_dir / "scontrol"  # records what Lightning asks of SLURM
     scontrol.write_text(f'#!/bin/sh\necho "$@" >> {bin_dir / "scontrol.calls"}\n')
     scontrol.chmod(0o755)
-    env = {**os.environ, **SLURM_JOB, "PROJECT_ROOT": str(tmp_path), "OMP_NUM_THREADS": "1",
+    env = {**os.environ, **SLURM_JOB, "TCONVSEG_ROOT": str(tmp_path), "OMP_NUM_THREADS": "1",
            "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}", "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), str(ROOT)])}
     # 128 images, batch 8: 16 steps an epoch, 4 epochs.
     args = [sys.executable, str(ROOT / "scripts" / "train.py"), "data=synthetic", "model=tiny", "data.dataset.num_samples.train=128",
@@ -159,7 +159,7 @@ def test_slurm_launcher_asks_for_one_task_per_device_on_each_node(tmp_path):
     (bin_dir / "srun").write_text("#!/bin/sh\nexit 1\n")  # submitit checks that srun exists
     for tool in ("sbatch", "srun"):
         (bin_dir / tool).chmod(0o755)
-    env = {**os.environ, "PROJECT_ROOT": str(tmp_path), "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}",
+    env = {**os.environ, "TCONVSEG_ROOT": str(tmp_path), "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}",
            "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), str(ROOT)])}
     args = ["-m", "hydra/launcher=slurm", "hydra.launcher.partition=gpu", "trainer=ddp", "trainer.devices=4", "trainer.num_nodes=2",
             "data=synthetic", "model=tiny"]

@@ -8,7 +8,7 @@ import pytest
 from hydra.errors import MissingConfigException
 from hydra.utils import instantiate
 
-from tconvseg.builders import ConfigError, build_datamodule, build_group, build_system
+from tconvseg.builders import ConfigError, build_datamodule, build_group, build_system, class_weights_for
 from tests.fakes import make_camvid_tree, make_folder_tree, make_pets_tree, make_voc_tree
 from tests.training_helpers import CONFIG_DIR, compose_cfg
 
@@ -27,7 +27,7 @@ def test_every_model_option_builds_and_runs(option, tmp_path, synthetic_dm):
     import torch
 
     cfg = compose_cfg("train", tmp_path, ["data=synthetic", f"model={option}"])
-    system = build_system(cfg.model, synthetic_dm)
+    system = build_system(cfg.model, synthetic_dm.info, class_weights_for(cfg.model, synthetic_dm))
     with torch.no_grad():
         logits = system.eval()(torch.randn(1, 3, 37, 45))
     assert logits.shape == (1, 4, 37, 45)
@@ -36,7 +36,7 @@ def test_every_model_option_builds_and_runs(option, tmp_path, synthetic_dm):
 def test_the_base_model_option_asks_for_an_encoder(tmp_path, synthetic_dm):
     cfg = compose_cfg("train", tmp_path, ["data=synthetic", "model=base"])
     with pytest.raises(ConfigError, match=r"model.net.encoder has no value .*model=base is the shared parent"):
-        build_system(cfg.model, synthetic_dm)
+        build_system(cfg.model, synthetic_dm.info, class_weights_for(cfg.model, synthetic_dm))
 
 
 @pytest.mark.parametrize("option", options("data"))
@@ -130,10 +130,14 @@ def test_every_experiment_composes(option, tmp_path):
     assert cfg.tags and cfg.trainer.max_epochs >= 1
 
 
-@pytest.mark.parametrize("option", options("debug"))
-def test_every_debug_option_composes(option, tmp_path):
-    cfg = compose_cfg("train", tmp_path, [f"debug={option}"])
-    assert cfg.data.num_workers == 0
+def test_every_debug_option_changes_what_it_says(tmp_path):
+    assert options("debug") == ["fdr", "overfit"]
+    plain = compose_cfg("train", tmp_path, ["data=folder"])  # the one data option with loader workers
+    fdr = compose_cfg("train", tmp_path, ["data=folder", "debug=fdr"])
+    overfit = compose_cfg("train", tmp_path, ["data=folder", "debug=overfit"])
+    assert not plain.trainer.get("fast_dev_run") and fdr.trainer.fast_dev_run and not fdr.validate_best
+    assert not plain.trainer.get("overfit_batches") and overfit.trainer.overfit_batches > 0
+    assert plain.data.num_workers == 2 and fdr.data.num_workers == 0 and overfit.data.num_workers == 0
 
 
 def test_eval_config_requires_a_checkpoint(tmp_path):
@@ -154,7 +158,7 @@ def test_overrides_reach_the_objects(tmp_path, synthetic_dm):
         "train", tmp_path,
         ["data=synthetic", "model=fcn8s_resnet18", "model.net.topology=16s", "model.net.encoder.name=resnet34", "data.batch_size=3"],
     )
-    system = build_system(cfg.model, synthetic_dm)
+    system = build_system(cfg.model, synthetic_dm.info, class_weights_for(cfg.model, synthetic_dm))
     assert len(system.net.decoder.blocks) == 1 and len(system.net.encoder.stages[3]) == 1
     assert sum(p.numel() for p in system.net.encoder.parameters()) > 21_000_000  # resnet34, not 18
     assert build_datamodule(cfg).batch_size == 3

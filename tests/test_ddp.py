@@ -24,7 +24,7 @@ ODD_VAL = ["data=synthetic", "data.dataset.num_samples.val=15", "data.eval_batch
 
 
 def _run(script: str, args: list[str], root: Path) -> str:
-    env = {**os.environ, "PROJECT_ROOT": str(root), "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), str(ROOT)])}
+    env = {**os.environ, "TCONVSEG_ROOT": str(root), "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), str(ROOT)])}
     result = subprocess.run([sys.executable, str(ROOT / "scripts" / script), *args], cwd=root, env=env, capture_output=True, text=True, timeout=400)
     out = result.stdout + result.stderr
     assert result.returncode == 0, out[-4000:]
@@ -81,3 +81,12 @@ def test_two_process_evaluation_equals_one_process(ddp_run, tmp_path):
             image, mask = dataset[index]
             metrics.update(model(image[None]).argmax(1), mask[None])
     assert metrics.summary()["mIoU"] != pytest.approx(single["val/mIoU"], abs=1e-7)
+
+
+def test_two_processes_train_with_the_augmentation_on_the_device(tmp_path):
+    device = ["data.augment_on=device", "data.device_cache=true", "data.train_transforms.crop_size=[48,64]",
+              "data.train_transforms.random_scale=[0.75,1.25]"]
+    _run("train.py", ["trainer=ddp_cpu", "data=synthetic", "model=tiny", "trainer.max_epochs=2", "validate_best=false", *device, *QUIET], tmp_path)
+    (run_dir,) = (tmp_path / "logs" / "train" / "runs").iterdir()
+    checkpoint = load_checkpoint(run_dir / "checkpoints" / "last.ckpt")
+    assert checkpoint["global_step"] == 2 * 4  # each rank gathers its own half from its device cache

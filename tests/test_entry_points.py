@@ -16,7 +16,7 @@ QUIET = ["callbacks.rich_progress_bar=null", "+trainer.enable_progress_bar=false
 
 
 def run(args: list[str], tmp_path: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PROJECT_ROOT": str(tmp_path), **(env or {})}
+    env = {**os.environ, "TCONVSEG_ROOT": str(tmp_path), **(env or {})}
     result = subprocess.run(args, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     return result
@@ -58,7 +58,7 @@ def test_a_non_editable_install_trains_from_outside_the_checkout(tmp_path):
     )
     assert build.returncode == 0, build.stderr[-3000:]
     assert (target / "tconvseg" / "configs" / "train.yaml").is_file()
-    env = {**os.environ, "PYTHONPATH": str(target), "PROJECT_ROOT": str(elsewhere)}
+    env = {**os.environ, "PYTHONPATH": str(target), "TCONVSEG_ROOT": str(elsewhere)}
     probe = [sys.executable, "-c", "import tconvseg; print(tconvseg.__file__)"]
     where = subprocess.run(probe, env=env, capture_output=True, text=True, cwd=elsewhere)
     assert where.stdout.startswith(str(target)), where.stdout + where.stderr  # not the checkout
@@ -82,7 +82,7 @@ def test_user_config_dir_adds_options(tmp_path):
 
 
 def test_missing_user_config_dir_is_named(tmp_path):
-    env = {**os.environ, "PROJECT_ROOT": str(tmp_path), "TCONVSEG_CONFIG_DIR": str(tmp_path / "nope")}
+    env = {**os.environ, "TCONVSEG_ROOT": str(tmp_path), "TCONVSEG_CONFIG_DIR": str(tmp_path / "nope")}
     result = subprocess.run([sys.executable, str(ROOT / "scripts" / "train.py"), "debug=fdr"], cwd=tmp_path, env=env,
                             capture_output=True, text=True, timeout=120)
     assert result.returncode != 0 and "TCONVSEG_CONFIG_DIR=" in result.stderr and "nope is not a folder" in result.stderr

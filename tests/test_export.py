@@ -76,7 +76,7 @@ def test_bad_format_and_sizes_are_named(ckpt, tmp_path):
 
 def test_export_script(ckpt, tmp_path):
     args = [sys.executable, str(ROOT / "scripts" / "export.py"), f"ckpt_path={ckpt}", "format=onnx", f"output={tmp_path / 'net.onnx'}"]
-    result = subprocess.run(args, cwd=tmp_path, env={**os.environ, "PROJECT_ROOT": str(tmp_path)}, capture_output=True, text=True, timeout=300)
+    result = subprocess.run(args, cwd=tmp_path, env={**os.environ, "TCONVSEG_ROOT": str(tmp_path)}, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     report = json.loads((tmp_path / "export_report.json").read_text())
     assert report["format"] == "onnx" and len(report["parity"]) == 3

@@ -9,10 +9,10 @@ import lightning as L
 import pytest
 import torch
 
-from tconvseg.builders import build_datamodule, build_system, build_trainer
+from tconvseg.builders import build_datamodule, build_system, build_trainer, class_weights_for
+from tconvseg.callbacks import TrainTransformPhase
 from tconvseg.checkpoints import load_checkpoint, resume_checkpoint_path
 from tconvseg.evaluate import evaluate
-from tconvseg.phases import TrainTransformPhase
 from tconvseg.train import train
 from tests.training_helpers import CHEAP, compose_cfg
 
@@ -82,7 +82,7 @@ def test_a_transform_phase_switches_from_crops_to_whole_images(tmp_path):
     datamodule = build_datamodule(cfg)
     phase, shapes = TrainTransformPhase(start=0.5, train_transforms={"crop_size": None}), RecordShapes()
     trainer = build_trainer(cfg, callbacks=[phase, shapes], logger=False, enable_checkpointing=False)
-    trainer.fit(build_system(cfg.model, datamodule), datamodule=datamodule)
+    trainer.fit(build_system(cfg.model, datamodule.info, class_weights_for(cfg.model, datamodule)), datamodule=datamodule)
     # 16 steps; the switch comes after step 8 (half the run). Lightning fetches one batch ahead, so
     # the batch right after the switch may still be a crop.
     assert phase.switched and len(shapes.shapes) == 16
@@ -110,10 +110,10 @@ def test_a_transform_phase_refuses_persistent_workers(tmp_path):
 
 def test_channels_last_and_compile_keep_outputs_and_parameter_names(tmp_path):
     datamodule = build_datamodule(compose_cfg("train", tmp_path, ["data=synthetic"]))
-    plain = build_system(compose_cfg("train", tmp_path, ["data=synthetic", "model=tiny"]).model, datamodule)
+    plain = build_system(compose_cfg("train", tmp_path, ["data=synthetic", "model=tiny"]).model, datamodule.info)
     fast = build_system(
         compose_cfg("train", tmp_path, ["data=synthetic", "model=tiny", "model.channels_last=true", "model.compile={backend:eager}"]).model,
-        datamodule,
+        datamodule.info,
     )
     fast.load_state_dict(plain.state_dict())
     fast.setup("fit")

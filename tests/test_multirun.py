@@ -26,7 +26,7 @@ CHEAP_RUN = [
 
 def _train(args: list[str], root: Path) -> Path:
     """Run scripts/train.py in ``root``; the one multirun folder it made."""
-    env = {**os.environ, "PROJECT_ROOT": str(root), "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), str(ROOT)])}
+    env = {**os.environ, "TCONVSEG_ROOT": str(root), "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), str(ROOT)])}
     result = subprocess.run([sys.executable, str(ROOT / "scripts" / "train.py"), *args], cwd=root, env=env,
                             capture_output=True, text=True, timeout=400)
     assert result.returncode == 0, (result.stdout + result.stderr)[-4000:]

@@ -154,7 +154,7 @@ def test_bad_options_are_named(ckpt, tmp_path, key, value, message):
 
 def test_predict_script(ckpt, tmp_path):
     write_image(tmp_path / "in" / "a.png", (37, 53))
-    env = {**os.environ, "PROJECT_ROOT": str(tmp_path)}
+    env = {**os.environ, "TCONVSEG_ROOT": str(tmp_path)}
     options = [f"ckpt_path={ckpt}", f"input={tmp_path / 'in'}", f"output_dir={tmp_path / 'out'}", "data=synthetic"]
     args = [sys.executable, str(ROOT / "scripts" / "predict.py"), *options]
     result = subprocess.run(args, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)

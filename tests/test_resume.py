@@ -33,7 +33,7 @@ LONG_RUN = [
 
 
 def _start(root: Path, *extra: str) -> subprocess.Popen:
-    env = {**os.environ, "PROJECT_ROOT": str(root), "OMP_NUM_THREADS": "1"}
+    env = {**os.environ, "TCONVSEG_ROOT": str(root), "OMP_NUM_THREADS": "1"}
     return subprocess.Popen([sys.executable, str(SCRIPT), *LONG_RUN, *extra], cwd=root, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
@@ -146,7 +146,7 @@ def test_resuming_a_finished_run_says_so(tmp_path, caplog):
 
 
 def test_resuming_a_finished_run_from_the_script_exits_0(tmp_path):
-    env = {**os.environ, "PROJECT_ROOT": str(tmp_path)}
+    env = {**os.environ, "TCONVSEG_ROOT": str(tmp_path)}
     args = [sys.executable, str(SCRIPT), "data=synthetic", "model=tiny", "trainer.max_epochs=1", "validate_best=false",
             "callbacks.rich_progress_bar=null", "+trainer.enable_progress_bar=false", "data.num_workers=0"]
     first = subprocess.run(args, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)

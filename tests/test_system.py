@@ -6,7 +6,7 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from tconvseg.builders import ConfigError, build_datamodule, build_system
+from tconvseg.builders import ConfigError, build_datamodule, build_system, class_weights_for
 from tconvseg.entry import ObjectiveError, objective
 from tconvseg.losses import CrossEntropy, OhemCrossEntropy
 from tconvseg.system import SegmentationSystem
@@ -23,7 +23,7 @@ def synthetic(tmp_path_factory):
 def test_the_configured_loss_gets_the_data_modules_class_weights(synthetic):
     tmp, datamodule = synthetic
     cfg = compose_cfg("train", tmp, ["data=synthetic", "model=tiny", "loss=ohem", "model.class_weighting=median_frequency"])
-    system = build_system(cfg.model, datamodule)
+    system = build_system(cfg.model, datamodule.info, class_weights_for(cfg.model, datamodule))
     expected = datamodule.class_weights("median_frequency")
     assert isinstance(system.criterion, OhemCrossEntropy)
     assert torch.equal(system.class_weights, expected) and torch.equal(system.criterion.weight, expected)
@@ -32,19 +32,23 @@ def test_the_configured_loss_gets_the_data_modules_class_weights(synthetic):
 
 def test_explicit_and_no_class_weights(synthetic):
     tmp, datamodule = synthetic
-    listed = build_system(compose_cfg("train", tmp, ["data=synthetic", "model=tiny", "model.class_weighting=[1,2,3,4]"]).model, datamodule)
+    def model(weighting: str):
+        return compose_cfg("train", tmp, ["data=synthetic", "model=tiny", f"model.class_weighting={weighting}"]).model
+
+    listed = build_system(model("[1,2,3,4]"), datamodule.info, class_weights_for(model("[1,2,3,4]"), datamodule))
     assert listed.class_weights.tolist() == [1, 2, 3, 4]
-    none = build_system(compose_cfg("train", tmp, ["data=synthetic", "model=tiny", "model.class_weighting=null"]).model, datamodule)
+    assert build_system(model("[1,2,3,4]"), datamodule.info).class_weights.tolist() == [1, 2, 3, 4]  # listed: no caller needed
+    none = build_system(model("null"), datamodule.info, class_weights_for(model("null"), datamodule))
     assert none.class_weights.tolist() == [1, 1, 1, 1]
     with pytest.raises(ConfigError, match=r"model.class_weighting='inverse' is invalid"):
-        build_system(compose_cfg("train", tmp, ["data=synthetic", "model=tiny", "model.class_weighting=inverse"]).model, datamodule)
+        build_system(model("inverse"), datamodule.info)
 
 
 def test_restored_class_weights_reach_the_loss(synthetic):
     tmp, datamodule = synthetic
     cfg = compose_cfg("train", tmp, ["data=synthetic", "model=tiny"])
-    trained = build_system(cfg.model, datamodule)
-    fresh = build_system(cfg.model, datamodule, compute_class_weights=False)
+    trained = build_system(cfg.model, datamodule.info, class_weights_for(cfg.model, datamodule))
+    fresh = build_system(cfg.model, datamodule.info)
     assert not torch.equal(fresh.criterion.weight, trained.class_weights)
     fresh.load_state_dict(trained.state_dict())
     assert torch.equal(fresh.criterion.weight, trained.class_weights)

@@ -37,7 +37,6 @@ from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import torch
@@ -83,9 +82,9 @@ def option_row(spec: str, common: Sequence[str], num_classes: int) -> Row:
 def build_for_benchmark(model_cfg: dict[str, Any], num_classes: int) -> Any:
     """The training system of ``model_cfg`` for ``num_classes`` classes, unweighted (no data needed)."""
     from tconvseg.builders import build_system
+    from tconvseg.data.info import synthetic_info
 
-    info = SimpleNamespace(name="benchmark", num_classes=num_classes, ignore_index=255, class_names=[f"c{i}" for i in range(num_classes)])
-    return build_system(OmegaConf.create({**model_cfg, "class_weighting": None}), SimpleNamespace(info=info))
+    return build_system(OmegaConf.create({**model_cfg, "class_weighting": None}), synthetic_info(num_classes))
 
 
 def _sync(device: torch.device) -> None:

@@ -6,13 +6,14 @@ import math
 from typing import Any
 
 import lightning as L
+import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import MissingMandatoryValue
 
 from tconvseg.checkpoints import AtomicCheckpointIO
 from tconvseg.cluster import cluster_plugins
-from tconvseg.data import SegmentationDataModule
+from tconvseg.data import DatasetInfo, SegmentationDataModule
 from tconvseg.system import SegmentationSystem
 
 
@@ -28,38 +29,49 @@ def build_datamodule(cfg: DictConfig) -> SegmentationDataModule:
     return datamodule
 
 
-def build_system(
-    model_cfg: DictConfig | dict, datamodule: SegmentationDataModule, *, compute_class_weights: bool = True
-) -> SegmentationSystem:
-    """The training system from a ``model`` config, with classes taken from the data module.
-
-    ``class_weighting`` in the config (``median_frequency`` | ``null`` | a list of ``K`` weights)
-    becomes the system's ``class_weights``; ``median_frequency`` is computed from the data module's
-    train masks, unless ``compute_class_weights`` is false (evaluation: the checkpoint restores
-    them). A config read from a checkpoint must pass :func:`tconvseg.checkpoints.check_targets` first.
-    """
-    info = datamodule.info
+def model_options(model_cfg: DictConfig | dict) -> dict[str, Any]:
+    """The ``model`` config as a plain dict; a missing mandatory value (``???``) is explained."""
     try:
-        options = OmegaConf.to_container(model_cfg, resolve=True, throw_on_missing=True) if isinstance(model_cfg, DictConfig) else dict(model_cfg)
+        return OmegaConf.to_container(model_cfg, resolve=True, throw_on_missing=True) if isinstance(model_cfg, DictConfig) else dict(model_cfg)
     except MissingMandatoryValue as err:
         raise ConfigError(
             f"model.{err.full_key} has no value (???): expected the model option to set it. model=base is the shared "
             "parent of the model options, not a model: pick e.g. model=fcn8s_resnet18, or set the key on the command line."
         ) from None
-    weighting = options.pop("class_weighting", None)
+
+
+def class_weights_for(model_cfg: DictConfig | dict, datamodule: SegmentationDataModule) -> torch.Tensor | list[float] | None:
+    """The loss weights ``model.class_weighting`` asks for, for training on ``datamodule``.
+
+    ``median_frequency``: computed from the data module's train masks; a list: as given (checked by
+    :func:`build_system`); ``null``: none.
+    """
+    weighting = model_options(model_cfg).get("class_weighting")
     if weighting == "median_frequency":
-        weights = datamodule.class_weights(method="median_frequency") if compute_class_weights else None
-    elif weighting is None:
-        weights = None
-    elif isinstance(weighting, (list, tuple)) and len(weighting) == info.num_classes and all(
+        return datamodule.class_weights(method="median_frequency")
+    return list(weighting) if isinstance(weighting, (list, tuple)) else None
+
+
+def build_system(model_cfg: DictConfig | dict, info: DatasetInfo, class_weights: torch.Tensor | list[float] | None = None) -> SegmentationSystem:
+    """The training system from a ``model`` config, for the classes of ``info``.
+
+    ``class_weights`` (``(K,)``) are the loss weights; the caller computes them
+    (:func:`class_weights_for`). Without them a listed ``class_weighting`` is used as given, and
+    ``median_frequency`` leaves them to the checkpoint the system is then loaded from (evaluation).
+    ``class_weighting`` is checked either way. A config read from a checkpoint must pass
+    :func:`tconvseg.checkpoints.check_targets` first.
+    """
+    options = model_options(model_cfg)
+    weighting = options.pop("class_weighting", None)
+    listed = isinstance(weighting, (list, tuple)) and len(weighting) == info.num_classes and all(
         isinstance(w, (int, float)) and math.isfinite(w) and w >= 0 for w in weighting
-    ):
-        weights = list(weighting)
-    else:
+    )
+    if weighting not in ("median_frequency", None) and not listed:
         raise ConfigError(
             f"model.class_weighting={weighting!r} is invalid; expected median_frequency, null or a list of "
             f"{info.num_classes} finite non-negative per-class weights (one per class of {info.name!r})"
         )
+    weights = class_weights if class_weights is not None else (list(weighting) if listed else None)
     # _convert_="all": plain lists / dicts in the hyperparameters keep checkpoints loadable with
     # torch.load(weights_only=True).
     system = instantiate(

@@ -15,7 +15,7 @@ from rich.console import Console
 from rich.table import Table
 
 from tconvseg.builders import build_datamodule, build_system, build_trainer
-from tconvseg.callbacks_visual import ConfusionMatrixRecorder, write_eval_pictures
+from tconvseg.callbacks import ConfusionMatrixRecorder, write_eval_pictures
 from tconvseg.checkpoints import (
     CKPT_MODEL_CONFIG,
     CKPT_RUN_IDENTITY,
@@ -69,7 +69,7 @@ def evaluate(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
         check_targets(stored, ckpt_path, trusted=list(cfg.get("trusted_targets") or []))
         model_cfg = OmegaConf.create(disable_weight_downloads(stored))
         log.info("Using the model config stored in the checkpoint (model_from_checkpoint=true)")
-    model = build_system(model_cfg, datamodule, compute_class_weights=False)  # restored from the checkpoint
+    model = build_system(model_cfg, datamodule.info)  # class weights: restored from the checkpoint
     load_weights(model, checkpoint, ckpt_path)
     model.tta, model.tta_scales = tta, tta_scales
 

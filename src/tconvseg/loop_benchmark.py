@@ -83,7 +83,7 @@ def loop_measure(overrides: Sequence[str], steps: int = 20, warmup: int = 3, dev
     """Measure the step alone and the full loop of the training config composed with ``overrides`` (see the module doc)."""
     if threads:
         torch.set_num_threads(threads)
-    from tconvseg.builders import build_system
+    from tconvseg.builders import build_system, class_weights_for
 
     torch.manual_seed(0)
     dev = torch.device(device)
@@ -91,7 +91,7 @@ def loop_measure(overrides: Sequence[str], steps: int = 20, warmup: int = 3, dev
         cfg = compose(config_name="train", overrides=list(overrides))
     datamodule = instantiate(cfg.data)
     datamodule.trainer = SimpleNamespace(training=True, current_epoch=0, world_size=1, strategy=SimpleNamespace(root_device=dev))
-    system = build_system(cfg.model, datamodule).to(dev)
+    system = build_system(cfg.model, datamodule.info, class_weights_for(cfg.model, datamodule)).to(dev)
     system.setup("fit")
     system.train()
     optimizer = system.optimizer_factory(params=[p for p in system.parameters() if p.requires_grad])

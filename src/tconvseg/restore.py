@@ -11,7 +11,6 @@ import dataclasses
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 from hydra.utils import instantiate
@@ -69,8 +68,7 @@ def restore(cfg: DictConfig) -> Restored:
         raise ValueError(f"checkpoint {path} holds no model config ({CKPT_MODEL_CONFIG!r}); expected a checkpoint written by tconvseg-train")
     check_targets(stored, path, trusted=list(cfg.get("trusted_targets") or []))
     info = class_info(checkpoint, cfg, path)
-    # build_system reads only ``.info`` when it does not compute class weights (the checkpoint restores them).
-    system = build_system(OmegaConf.create(disable_weight_downloads(stored)), SimpleNamespace(info=info), compute_class_weights=False)  # type: ignore[arg-type]
+    system = build_system(OmegaConf.create(disable_weight_downloads(stored)), info)  # the checkpoint restores the class weights
     load_weights(system, checkpoint, path)
     return Restored(system.eval(), info, path, checkpoint)
 

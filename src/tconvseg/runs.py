@@ -16,7 +16,7 @@ from typing import Any
 
 from omegaconf import OmegaConf
 
-from tconvseg.budget import STATE_KEY
+from tconvseg.callbacks import STATE_KEY
 from tconvseg.checkpoints import (
     CKPT_MODEL_CONFIG,
     CKPT_RUN_IDENTITY,

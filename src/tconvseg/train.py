@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import copy
 import logging
+import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -13,9 +15,8 @@ from hydra.core.hydra_config import HydraConfig
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from tconvseg.budget import count_process_startup, finished_budget, mark_run_start
-from tconvseg.builders import build_datamodule, build_group, build_system, build_trainer
-from tconvseg.callbacks import StopOnNonFinite, StoreRunInfo
+from tconvseg.builders import build_datamodule, build_group, build_system, build_trainer, class_weights_for
+from tconvseg.callbacks import StopOnNonFinite, StoreRunInfo, TimeBudget, finished_budget, process_started_at
 from tconvseg.checkpoints import (
     CKPT_RUN_IDENTITY,
     describe_identity,
@@ -36,7 +37,7 @@ log = logging.getLogger(__name__)
 SIGTERM_EXIT_CODE = 143
 
 
-def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
+def train(cfg: DictConfig, *, started_at: float | None = None) -> tuple[dict[str, float], dict[str, Any]]:
     """Train (and optionally validate the best checkpoint / test) as the config says.
 
     Returns ``(metrics, objects)``: the final logged metrics as floats (``best/val/...`` for the
@@ -50,8 +51,11 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
     Raises:
         SystemExit: with status 143 after SIGTERM, once the last complete checkpoint is on disk.
         tconvseg.callbacks.NonFiniteError: a NaN / infinite loss or gradient.
+
+    A time budget (``callbacks.time_budget``) counts from ``started_at`` (``time.monotonic`` seconds; the
+    command line passes the process's start), else from this call.
     """
-    mark_run_start()  # a time budget (callbacks.time_budget) counts from here
+    started_at = time.monotonic() if started_at is None else started_at
     cfg = copy.deepcopy(cfg)
     if cfg.get("threads"):
         torch.set_num_threads(int(cfg.threads))
@@ -59,7 +63,7 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
         L.seed_everything(cfg.seed, workers=True)
     torch.set_float32_matmul_precision(cfg.get("float32_matmul_precision", "high"))
     datamodule = build_datamodule(cfg)
-    model = build_system(cfg.model, datamodule)
+    model = build_system(cfg.model, datamodule.info, class_weights_for(cfg.model, datamodule))
     identity = run_identity(cfg, datamodule)
 
     resume = _resume_point(cfg, identity) if cfg.get("train", True) else None
@@ -72,6 +76,9 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
             cfg.paths.output_dir = str(run_dir)
 
     callbacks = [*build_group(cfg.get("callbacks")), StoreRunInfo(_container(cfg.model), identity), StopOnNonFinite()]
+    for callback in callbacks:
+        if isinstance(callback, TimeBudget):
+            callback.start_clock(started_at)
     loggers = build_group(cfg.get("logger"), "logger")
     trainer = build_trainer(cfg, callbacks=callbacks, logger=loggers or False)
     _log_plan(cfg, model)
@@ -114,15 +121,19 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
     return metrics, objects
 
 
-def _task(cfg: DictConfig) -> float | None:
-    metrics, _ = train(cfg)
-    return objective(metrics, cfg)  # what a Hydra sweeper optimises
-
-
 def main() -> None:
-    """``tconvseg-train`` / ``python scripts/train.py``: Hydra overrides on the command line."""
-    count_process_startup()  # a time budget includes the interpreter's and Hydra's start-up
-    run_hydra(_task, "train")
+    """``tconvseg-train`` / ``python scripts/train.py``: Hydra overrides on the command line.
+
+    The first job's time budget includes the interpreter's and Hydra's start-up; later jobs of a
+    multirun, and jobs that a launcher runs in other processes, count from their own start.
+    """
+    starts = {os.getpid(): process_started_at()}
+
+    def task(cfg: DictConfig) -> float | None:
+        metrics, _ = train(cfg, started_at=starts.pop(os.getpid(), None))
+        return objective(metrics, cfg)  # what a Hydra sweeper optimises
+
+    run_hydra(task, "train")
 
 
 def run_identity(cfg: DictConfig, datamodule: SegmentationDataModule) -> dict[str, Any]:

@@ -111,9 +111,22 @@ def test_a_device_augmented_run_resumes_bit_identical(tmp_path):
     common = [
         "experiment=synthetic_quick", *CHEAP, "validate_best=false", "data.augment_on=device", "data.device_cache=true",
         "data.train_transforms.crop_size=[48,64]", "data.train_transforms.random_scale=[0.75,1.25]",
+        "model.scheduler=null",  # a constant LR: the 1-epoch first part must not decay over its own shorter schedule
     ]
     _, straight = train(compose_cfg("train", tmp_path / "straight", [*common, "trainer.max_epochs=3"]))
     train(compose_cfg("train", tmp_path / "split", [*common, "trainer.max_epochs=1"], run="first"))
     _, resumed = train(compose_cfg("train", tmp_path / "split", [*common, "trainer.max_epochs=3", "ckpt_path=last"], run="second"))
     a, b = straight["model"].state_dict(), resumed["model"].state_dict()
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_ranks_draw_different_augmentation_parameters():
+    from tconvseg.data.batch_augment import BatchAugment
+    from tconvseg.data.samplers import EpochShuffleSampler
+
+    augment = BatchAugment(ignore_index=255, crop_size=[16, 16], random_scale=[0.5, 1.5])
+    thetas = []
+    for rank in (0, 1, 0):
+        list(EpochShuffleSampler(32, 5, torch.Generator(), epoch=2, num_replicas=2, rank=rank))  # seeds this process's RNGs
+        thetas.append(augment._draw_theta(8, 32, 32, 16, 16, torch.device("cpu")))
+    assert not torch.equal(thetas[0], thetas[1]) and torch.equal(thetas[0], thetas[2])

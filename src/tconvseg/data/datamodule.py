@@ -172,7 +172,7 @@ class SegmentationDataModule(lightning.LightningDataModule):
 
     def set_train_transforms(self, changes: Mapping[str, Any]) -> None:
         """Rebuild the training transforms with ``changes`` over the configured options; the train dataset
-        uses them from its next item (a mid-run phase change, see :mod:`tconvseg.phases`).
+        uses them from its next item (a mid-run phase change, see :class:`tconvseg.callbacks.TrainTransformPhase`).
 
         Persistent loader workers hold copies of the dataset that never see the change, so they are refused.
         """

@@ -6,10 +6,11 @@ An epoch-keyed schedule decays on time only on the machine it was tuned on: on a
 schedule on the fraction of the budget already spent, so the decay completes at the stop whatever
 the machine's speed, and the number of steps is whatever the machine manages.
 
-The budget clock starts when ``train(cfg)`` starts (:func:`mark_run_start`); from the command line
-(``tconvseg-train`` / ``scripts/train.py``) it starts with the process itself (Linux), so imports
-and Hydra's start-up count too. Data decoding, model building, the sanity check and every
-validation always count. Later jobs of a Hydra multirun each count from their own start.
+The budget clock starts when ``train(cfg)`` starts, or at the ``started_at`` it is given: the
+command line (``tconvseg-train`` / ``scripts/train.py``) passes the process's own start (Linux,
+:func:`process_started_at`), so imports and Hydra's start-up count too. ``train`` hands the start to
+the callback (:meth:`TimeBudget.start_clock`). Data decoding, model building, the sanity check and
+every validation always count. Later jobs of a Hydra multirun each count from their own start.
 
 Resume: the time spent is stored in every checkpoint (the callback's state) and restored, so a
 resumed run continues the schedule where the checkpoint left it; the time between that checkpoint
@@ -37,11 +38,7 @@ log = logging.getLogger(__name__)
 #: The key of :class:`TimeBudget`'s state in a checkpoint's ``callbacks``.
 STATE_KEY = "TimeBudget"
 
-_run_start: float | None = None
-_count_startup = False
-
-
-def _process_age() -> float:
+def process_age() -> float:
     """Seconds since this process started (Linux), else 0."""
     try:
         fields = Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()
@@ -51,17 +48,9 @@ def _process_age() -> float:
         return 0.0
 
 
-def count_process_startup() -> None:
-    """Let the next :func:`mark_run_start` count from the process's start (the command-line entry point)."""
-    global _count_startup
-    _count_startup = True
-
-
-def mark_run_start() -> None:
-    """Start this run's budget clock; ``train(cfg)`` calls it first thing."""
-    global _run_start, _count_startup
-    _run_start = time.monotonic() - (_process_age() if _count_startup else 0.0)
-    _count_startup = False
+def process_started_at() -> float:
+    """This process's start on the ``time.monotonic`` clock (now where the start cannot be read)."""
+    return time.monotonic() - process_age()
 
 
 def as_seconds(value: float | int | str | Mapping[str, float] | timedelta, key: str) -> float:
@@ -113,8 +102,8 @@ class TimeBudget(L.Callback):
         val_passes_after_stop: validation passes after the stop: the final one, plus one when
             ``train(cfg)`` re-validates the best checkpoint (``validate_best=true``).
         margin: safety factor on the measured validation cost.
-        clock: seconds, monotonic; tests inject a fake one. With a clock other than
-            ``time.monotonic`` the budget starts when the callback is built.
+        clock: seconds, monotonic; tests inject a fake one. The budget starts when the callback is
+            built, unless :meth:`start_clock` moves its start (``train`` does).
 
     The optimizer's ``initial_lr`` (set from ``lr`` at the first start, saved with the optimizer)
     is the peak LR. The model config must have no LR scheduler (``model.scheduler=null``).
@@ -142,12 +131,16 @@ class TimeBudget(L.Callback):
         self.val_passes_after_stop = val_passes_after_stop
         self.margin = margin
         self._clock = clock
-        self._origin = _run_start if (clock is time.monotonic and _run_start is not None) else clock()
+        self._origin = clock()
         self._prior = 0.0  # time spent by earlier processes of this run (restored on resume)
         self._train_start: float | None = None  # budget time of the first training step
         self._val_cost = 0.0  # longest validation + checkpoint pass seen
         self._val_started: float | None = None
         self.done = False
+
+    def start_clock(self, started_at: float) -> None:
+        """Count the budget from ``started_at`` (a reading of this callback's clock), e.g. the process's start."""
+        self._origin = started_at
 
     @property
     def state_key(self) -> str:
@@ -226,7 +219,7 @@ class TimeBudget(L.Callback):
         }
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        # This process's own start-up (since mark_run_start) counts on top of the earlier processes' time.
+        # This process's own start-up (since its clock started) counts on top of the earlier processes' time.
         self._prior = float(state_dict["elapsed"])
         self._train_start = state_dict["train_start"]
         self._val_cost = float(state_dict["val_cost"])

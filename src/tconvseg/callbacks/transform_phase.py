@@ -3,7 +3,7 @@
 Training on small random crops is cheap per step and sees many contexts; a short phase on whole
 images at the end adapts the network (and its batch-norm statistics) to the size it is evaluated
 at. The switch is keyed on the run's progress: the fraction of the time budget spent when a
-:class:`tconvseg.budget.TimeBudget` runs, else the fraction of the trainer's estimated steps.
+:class:`tconvseg.callbacks.TimeBudget` runs, else the fraction of the trainer's estimated steps.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from typing import Any
 
 import lightning as L
 
-from tconvseg.budget import TimeBudget
+from .time_budget import TimeBudget
 
 log = logging.getLogger(__name__)
 

@@ -1,12 +1,6 @@
-"""Pictures of a model at work: val samples during training, the confusion matrix and samples of an evaluation.
-
-* :class:`ValSamples` (``+callbacks=val_samples``): every ``every_n_epochs`` epochs, an
-  image | truth | prediction grid of the first ``num_samples`` val items, written to
-  ``<run dir>/val_samples/epoch<NNN>.png`` and, with a TensorBoard logger, as the image ``val/samples``.
-* :class:`ConfusionMatrixRecorder` keeps the test loop's confusion matrix for :func:`write_eval_pictures`.
-
-Only global rank zero draws and writes.
-"""
+"""ValSamples (``+callbacks=val_samples``): every ``every_n_epochs`` epochs, an image | truth | prediction
+grid of the first ``num_samples`` val items, written to ``<run dir>/val_samples/epoch<NNN>.png`` and, with
+a TensorBoard logger, as the image ``val/samples``. Only global rank zero draws and writes."""
 
 from __future__ import annotations
 
@@ -22,10 +16,9 @@ from lightning.pytorch.loggers import TensorBoardLogger
 from torchvision.transforms import v2
 
 from tconvseg.data.base import SegmentationDataset
-from tconvseg.data.info import DatasetInfo
 from tconvseg.system import SegmentationSystem
 from tconvseg.tta import tta_logits
-from tconvseg.visualize import grid, sample_rows, write_confusion_csv, write_confusion_png
+from tconvseg.visualize import grid, sample_rows
 
 log = logging.getLogger(__name__)
 
@@ -89,37 +82,3 @@ class ValSamples(L.Callback):
         for logger in trainer.loggers:
             if isinstance(logger, TensorBoardLogger):
                 logger.experiment.add_image("val/samples", np.asarray(picture), trainer.global_step, dataformats="HWC")
-
-
-class ConfusionMatrixRecorder(L.Callback):
-    """Keeps the test split's confusion matrix ``(K, K)`` (rows: truth, columns: prediction; ignored pixels left out).
-
-    It reads the system's test IoU metric (a torchmetrics ``MulticlassConfusionMatrix`` underneath)
-    at the end of the test epoch, before the system resets it, summed over all ranks.
-    """
-
-    def __init__(self) -> None:
-        self.matrix: torch.Tensor | None = None
-
-    def on_test_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        iou = pl_module.test_metrics["iou"]  # type: ignore[index]
-        with iou.sync_context():
-            self.matrix = iou.confmat.detach().cpu().clone()
-
-
-def write_eval_pictures(
-    recorder: ConfusionMatrixRecorder, system: SegmentationSystem, dataset: SegmentationDataset, info: DatasetInfo,
-    folder: Path, tag: str, samples: int,
-) -> list[Path]:
-    """``confusion_matrix_<tag>.csv`` / ``.png`` and ``samples_<tag>.png`` (the first ``samples`` items) in ``folder``."""
-    if recorder.matrix is None:
-        raise RuntimeError("no confusion matrix was recorded: the test loop did not run to its end")
-    names = list(info.class_names)
-    written = [folder / f"confusion_matrix_{tag}.csv"]
-    write_confusion_csv(recorder.matrix, names, written[0])
-    if write_confusion_png(recorder.matrix, names, folder / f"confusion_matrix_{tag}.png"):
-        written.append(folder / f"confusion_matrix_{tag}.png")
-    if samples > 0:
-        written.append(folder / f"samples_{tag}.png")
-        grid(model_samples(system, dataset, samples)).save(written[-1])
-    return written

@@ -1,0 +1,34 @@
+"""Every Lightning callback of tconvseg, one file each; ``configs/callbacks/*.yaml`` point here.
+
+- :class:`StoreRunInfo` (always added by ``train``): the model config and run identity in every checkpoint.
+- :class:`StopOnNonFinite` (always added): a NaN / infinite loss or gradient stops training, naming the step.
+- :class:`EMAWeights` (``callbacks=[default,ema]``): Lightning's weight averaging.
+- :class:`TimeBudget` (``callbacks.time_budget``): a learning rate keyed on elapsed time and a stop inside a
+  wall-clock budget.
+- :class:`TrainTransformPhase` (``callbacks.train_phase``): other training transforms for the last part of a run.
+- :class:`ValSamples` (``+callbacks=val_samples``): image | truth | prediction grids during training.
+- :class:`ConfusionMatrixRecorder`: the test loop's confusion matrix, for the evaluation pictures.
+"""
+
+from .confusion import ConfusionMatrixRecorder, write_eval_pictures
+from .ema import EMAWeights
+from .non_finite import NonFiniteError, StopOnNonFinite
+from .run_info import StoreRunInfo
+from .time_budget import STATE_KEY, TimeBudget, finished_budget, process_started_at
+from .transform_phase import TrainTransformPhase
+from .val_samples import ValSamples
+
+__all__ = [
+    "STATE_KEY",
+    "ConfusionMatrixRecorder",
+    "EMAWeights",
+    "NonFiniteError",
+    "StopOnNonFinite",
+    "StoreRunInfo",
+    "TimeBudget",
+    "TrainTransformPhase",
+    "ValSamples",
+    "finished_budget",
+    "process_started_at",
+    "write_eval_pictures",
+]
