@@ -10,7 +10,7 @@ import pytest
 from tconvseg.benchmark import _cell, main
 from tconvseg.runs import read_run
 from tconvseg.train import train
-from tests.training_helpers import CHEAP, compose_cfg
+from tests.helpers.configs import CHEAP, compose_cfg
 
 COLUMNS = ["model / run", "kind", "params M", "GFLOPs 64×96", "train img/s 32×48", "infer img/s 32×48", "first step s", "peak MiB Δ",
            "val mIoU best %", "val mIoU final %", "train mIoU %", "budget min", "spent min"]

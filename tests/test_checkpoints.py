@@ -22,9 +22,7 @@ from tconvseg.checkpoints import (
 )
 from tconvseg.evaluate import evaluate
 from tconvseg.train import train
-from tests.training_helpers import CHEAP, compose_cfg
-
-SYNTH = ["data=synthetic", "model=tiny", *CHEAP]
+from tests.helpers.configs import SYNTH, compose_cfg
 
 
 class _WritesMarker:

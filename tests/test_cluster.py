@@ -21,9 +21,9 @@ from tconvseg.builders import build_trainer
 from tconvseg.checkpoints import CKPT_RUN_IDENTITY, load_checkpoint
 from tconvseg.cluster import requeued_checkpoint, run_name
 from tconvseg.train import SIGTERM_EXIT_CODE
-from tests.training_helpers import CHEAP, CONFIG_DIR, compose_cfg
+from tests.helpers.configs import CHEAP, CONFIG_DIR, compose_cfg
+from tests.helpers.scripts import ROOT
 
-ROOT = Path(__file__).resolve().parents[1]
 SLURM_JOB = {
     "SLURM_JOB_ID": "4242", "SLURM_NTASKS": "1", "SLURM_NTASKS_PER_NODE": "1", "SLURM_NNODES": "1", "SLURM_PROCID": "0",
     "SLURM_LOCALID": "0", "SLURM_NODEID": "0", "SLURM_JOB_NAME": "train", "SLURM_NODELIST": "localhost", "SLURM_STEP_ID": "0",

@@ -9,8 +9,8 @@ from hydra.errors import MissingConfigException
 from hydra.utils import instantiate
 
 from tconvseg.builders import ConfigError, build_datamodule, build_group, build_system, class_weights_for
-from tests.fakes import make_camvid_tree, make_folder_tree, make_pets_tree, make_voc_tree
-from tests.training_helpers import CONFIG_DIR, compose_cfg
+from tests.helpers.configs import CONFIG_DIR, compose_cfg
+from tests.helpers.fakes import make_camvid_tree, make_folder_tree, make_pets_tree, make_voc_tree
 
 
 def options(group: str) -> list[str]:
@@ -162,3 +162,19 @@ def test_overrides_reach_the_objects(tmp_path, synthetic_dm):
     assert len(system.net.decoder.blocks) == 1 and len(system.net.encoder.stages[3]) == 1
     assert sum(p.numel() for p in system.net.encoder.parameters()) > 21_000_000  # resnet34, not 18
     assert build_datamodule(cfg).batch_size == 3
+
+
+def test_the_30_minute_recipe_is_the_recipe_under_another_budget(tmp_path):
+    from omegaconf import OmegaConf
+
+    named = OmegaConf.to_container(compose_cfg("train", tmp_path, ["experiment=camvid_cpu"]), resolve=True)
+    composed = OmegaConf.to_container(compose_cfg("train", tmp_path, ["experiment=camvid_cpu_60min", "budget=30min"]), resolve=True)
+    assert named == composed
+    assert named["callbacks"]["time_budget"]["budget"] == "00:00:30:00" and named["trainer"]["max_time"] == "00:00:33:00"
+
+
+@pytest.mark.parametrize("entry", ["eval", "predict", "export"])
+def test_the_inference_entry_points_share_one_defaults_file(entry, tmp_path):
+    cfg = compose_cfg(entry, tmp_path, ["ckpt_path=x.ckpt"] + (["input=x.png"] if entry == "predict" else []))
+    assert cfg.trusted_targets == [] and cfg.float32_matmul_precision == "high" and cfg.ckpt_path == "x.ckpt"
+    assert ("tta" in cfg) == (entry != "export")  # the exported network is the plain one

@@ -4,9 +4,6 @@ split gives exactly the single-process metrics, rank zero alone reports, the dow
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -15,20 +12,16 @@ import torch
 from tconvseg.checkpoints import load_checkpoint
 from tconvseg.evaluate import evaluate
 from tconvseg.metrics import SegmentationMetrics
-from tests.training_helpers import compose_cfg
+from tests.helpers.configs import QUIET, compose_cfg
+from tests.helpers.scripts import run_script
 
-ROOT = Path(__file__).resolve().parents[1]
-QUIET = ["callbacks.rich_progress_bar=null", "+trainer.enable_progress_bar=false", "+trainer.enable_model_summary=false", "data.num_workers=0"]
 #: 15 validation images: not divisible by 2, so a padding sampler would count one twice.
 ODD_VAL = ["data=synthetic", "data.dataset.num_samples.val=15", "data.eval_batch_size=1"]
 
 
 def _run(script: str, args: list[str], root: Path) -> str:
-    env = {**os.environ, "TCONVSEG_ROOT": str(root), "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), str(ROOT)])}
-    result = subprocess.run([sys.executable, str(ROOT / "scripts" / script), *args], cwd=root, env=env, capture_output=True, text=True, timeout=400)
-    out = result.stdout + result.stderr
-    assert result.returncode == 0, out[-4000:]
-    return out
+    result = run_script(script, args, root, timeout=400)
+    return result.stdout + result.stderr
 
 
 @pytest.fixture(scope="module")
@@ -55,7 +48,7 @@ def test_two_process_evaluation_equals_one_process(ddp_run, tmp_path):
                                                               f"output_json={tmp_path / 'single.json'}"]))
     record = tmp_path / "dataset_calls.txt"
     out = _run("eval.py", [*ODD_VAL, "trainer=ddp_cpu", *QUIET[1:], f"ckpt_path={ckpt}", f"output_json={tmp_path / 'ddp.json'}",
-                           "data.dataset._target_=tests.fakes.recording_synthetic_split", f"+data.dataset.record={record}",
+                           "data.dataset._target_=tests.helpers.fakes.recording_synthetic_split", f"+data.dataset.record={record}",
                            "+data.dataset.download=true"], tmp_path)
     ddp = json.loads((tmp_path / "ddp.json").read_text())["metrics"]
     for key in ("val/mIoU", "val/loss"):

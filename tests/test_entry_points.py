@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-QUIET = ["callbacks.rich_progress_bar=null", "+trainer.enable_progress_bar=false", "data.num_workers=0"]
+from tests.helpers.configs import QUIET
+from tests.helpers.scripts import ROOT
 
 
 def run(args: list[str], tmp_path: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:

@@ -9,7 +9,7 @@ import pytest
 
 from tconvseg.evaluate import evaluate
 from tconvseg.train import train
-from tests.training_helpers import CHEAP, compose_cfg
+from tests.helpers.configs import CHEAP, compose_cfg
 
 
 @pytest.fixture(scope="module")

@@ -13,8 +13,8 @@ from PIL import Image
 
 from tconvseg.evaluate import evaluate
 from tconvseg.tta import tta_logits
-from tests.inference_helpers import train_tiny
-from tests.training_helpers import compose_cfg
+from tests.helpers.configs import compose_cfg
+from tests.helpers.inference import train_tiny
 
 
 @pytest.fixture(scope="module")

@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -15,10 +12,10 @@ import pytest
 import torch
 
 from tconvseg.export import ParityError, export
-from tests.inference_helpers import train_tiny
-from tests.training_helpers import compose_cfg
+from tests.helpers.configs import compose_cfg
+from tests.helpers.inference import train_tiny
+from tests.helpers.scripts import run_script
 
-ROOT = Path(__file__).resolve().parents[1]
 ODD_SIZES = "sizes=[[97,131],[64,64],[45,61],[13,200]]"
 
 
@@ -75,8 +72,6 @@ def test_bad_format_and_sizes_are_named(ckpt, tmp_path):
 
 
 def test_export_script(ckpt, tmp_path):
-    args = [sys.executable, str(ROOT / "scripts" / "export.py"), f"ckpt_path={ckpt}", "format=onnx", f"output={tmp_path / 'net.onnx'}"]
-    result = subprocess.run(args, cwd=tmp_path, env={**os.environ, "TCONVSEG_ROOT": str(tmp_path)}, capture_output=True, text=True, timeout=300)
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    run_script("export.py", [f"ckpt_path={ckpt}", "format=onnx", f"output={tmp_path / 'net.onnx'}"], tmp_path)
     report = json.loads((tmp_path / "export_report.json").read_text())
     assert report["format"] == "onnx" and len(report["parity"]) == 3

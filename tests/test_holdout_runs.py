@@ -9,8 +9,8 @@ import torch
 from tconvseg.checkpoints import CKPT_RUN_IDENTITY
 from tconvseg.evaluate import evaluate
 from tconvseg.train import train
-from tests.fakes import make_camvid_tree
-from tests.training_helpers import CHEAP, compose_cfg
+from tests.helpers.configs import CHEAP, compose_cfg
+from tests.helpers.fakes import make_camvid_tree
 
 HOLDOUT = ["data.holdout=sequence", "data.holdout_groups=[0006R0]"]
 HELD_OUT = ["0006R0_train_0001", "0006R0_train_0004", "0006R0_val_0001"]

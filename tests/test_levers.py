@@ -14,9 +14,8 @@ from tconvseg.callbacks import TrainTransformPhase
 from tconvseg.checkpoints import load_checkpoint, resume_checkpoint_path
 from tconvseg.evaluate import evaluate
 from tconvseg.train import train
-from tests.training_helpers import CHEAP, compose_cfg
+from tests.helpers.configs import SYNTH, compose_cfg
 
-SYNTH = ["data=synthetic", "model=tiny", *CHEAP]
 EMA = ["callbacks=[default,ema]", "callbacks.rich_progress_bar=null", "callbacks.ema.decay=0.9"]
 
 

@@ -5,16 +5,14 @@ from __future__ import annotations
 
 import os
 import pickle
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
 from tconvseg.checkpoints import load_checkpoint
+from tests.helpers.scripts import run_script
 
-ROOT = Path(__file__).resolve().parents[1]
 #: One epoch of 2 training batches and 1 validation batch: real checkpoints, real objective.
 CHEAP_RUN = [
     "data=synthetic", "model=tiny", "trainer=cpu", "trainer.max_epochs=1", "+trainer.limit_train_batches=2",
@@ -26,10 +24,7 @@ CHEAP_RUN = [
 
 def _train(args: list[str], root: Path) -> Path:
     """Run scripts/train.py in ``root``; the one multirun folder it made."""
-    env = {**os.environ, "TCONVSEG_ROOT": str(root), "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), str(ROOT)])}
-    result = subprocess.run([sys.executable, str(ROOT / "scripts" / "train.py"), *args], cwd=root, env=env,
-                            capture_output=True, text=True, timeout=400)
-    assert result.returncode == 0, (result.stdout + result.stderr)[-4000:]
+    run_script("train.py", args, root, timeout=400)
     (sweep_dir,) = (root / "logs" / "train" / "multiruns").iterdir()
     return sweep_dir
 

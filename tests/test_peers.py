@@ -10,7 +10,7 @@ from tconvseg.checkpoints import CKPT_MODEL_CONFIG, check_targets, load_checkpoi
 from tconvseg.evaluate import evaluate
 from tconvseg.peers import PEERS, torchvision_peer
 from tconvseg.train import train
-from tests.training_helpers import CHEAP, compose_cfg
+from tests.helpers.configs import CHEAP, compose_cfg
 
 
 @pytest.mark.parametrize("name", ["lraspp_mobilenet_v3_large", "deeplabv3_mobilenet_v3_large"])

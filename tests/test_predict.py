@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -16,10 +13,10 @@ from tconvseg.checkpoints import CKPT_RUN_IDENTITY, load_checkpoint
 from tconvseg.data.errors import DatasetError, DatasetNotFoundError
 from tconvseg.predict import predict
 from tconvseg.tta import multiscale_probabilities
-from tests.inference_helpers import network_input, train_tiny, write_image
-from tests.training_helpers import compose_cfg
+from tests.helpers.configs import compose_cfg
+from tests.helpers.inference import network_input, train_tiny, write_image
+from tests.helpers.scripts import run_script
 
-ROOT = Path(__file__).resolve().parents[1]
 QUIET = ["callbacks=none", "+trainer.enable_progress_bar=false"]
 
 
@@ -154,10 +151,7 @@ def test_bad_options_are_named(ckpt, tmp_path, key, value, message):
 
 def test_predict_script(ckpt, tmp_path):
     write_image(tmp_path / "in" / "a.png", (37, 53))
-    env = {**os.environ, "TCONVSEG_ROOT": str(tmp_path)}
     options = [f"ckpt_path={ckpt}", f"input={tmp_path / 'in'}", f"output_dir={tmp_path / 'out'}", "data=synthetic"]
-    args = [sys.executable, str(ROOT / "scripts" / "predict.py"), *options]
-    result = subprocess.run(args, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    result = run_script("predict.py", options, tmp_path)
     assert Image.open(tmp_path / "out" / "a.png").size == (53, 37)
     assert "Wrote 1 prediction(s)" in result.stdout

@@ -20,10 +20,10 @@ from tconvseg.builders import ConfigError
 from tconvseg.callbacks import NonFiniteError, StopOnNonFinite
 from tconvseg.checkpoints import load_checkpoint, resume_checkpoint_path
 from tconvseg.train import SIGTERM_EXIT_CODE, train
-from tests.training_helpers import CHEAP, compose_cfg
+from tests.helpers.configs import CHEAP, SYNTH, compose_cfg
+from tests.helpers.scripts import ROOT
 
-SYNTH = ["data=synthetic", "model=tiny", *CHEAP]
-SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "train.py"
+SCRIPT = ROOT / "scripts" / "train.py"
 #: 32 batches an epoch (about a second each on a CPU), 5 epochs; augmentation on (hflip).
 LONG_RUN = [
     "data=synthetic", "model=tiny", "data.dataset.num_samples.train=256", "trainer.max_epochs=5", "validate_best=false",

@@ -10,7 +10,7 @@ from tconvseg.builders import ConfigError, build_datamodule, build_system, class
 from tconvseg.entry import ObjectiveError, objective
 from tconvseg.losses import CrossEntropy, OhemCrossEntropy
 from tconvseg.system import SegmentationSystem
-from tests.training_helpers import compose_cfg
+from tests.helpers.configs import compose_cfg
 
 
 @pytest.fixture(scope="module")

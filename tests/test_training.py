@@ -10,10 +10,8 @@ import torch
 
 from tconvseg.evaluate import evaluate
 from tconvseg.train import train
-from tests.fakes import make_camvid_tree
-from tests.training_helpers import CHEAP, compose_cfg
-
-SYNTH = ["data=synthetic", "model=tiny", *CHEAP]
+from tests.helpers.configs import CHEAP, SYNTH, compose_cfg
+from tests.helpers.fakes import make_camvid_tree
 
 
 def test_fast_dev_run_on_synthetic(tmp_path):

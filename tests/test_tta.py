@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from tconvseg.tta import check_tta, check_tta_scales, flip_probabilities, multiscale_probabilities, tta_logits
+from tconvseg.tta import TestTimeAugmentation, check_tta, check_tta_scales, flip_probabilities, multiscale_probabilities, tta_logits
 
 
 def _asymmetric_net() -> nn.Module:
@@ -81,3 +81,34 @@ def test_scales_come_back_as_floats():
 def test_bad_scales_are_named(scales):
     with pytest.raises(ValueError, match=r"tta_scales=.* is invalid; expected a non-empty list of resize factors > 0"):
         check_tta_scales(scales)
+
+
+def test_the_wrapper_is_tta_logits_built_once_and_records_what_it_did():
+    torch.manual_seed(0)
+    net = torch.nn.Conv2d(3, 4, 3, padding=1)
+    x = torch.randn(2, 3, 9, 11)
+    for mode, scales in (("none", (1.0,)), ("flip", (1.0,)), ("multiscale_flip", (0.5, 1.0))):
+        tta = TestTimeAugmentation(net, mode, scales)
+        assert torch.equal(tta(x), tta_logits(net, x, mode, scales))
+    assert TestTimeAugmentation(net, "flip").record() == {"mode": "flip"}
+    assert TestTimeAugmentation(net, "multiscale", [0.5, 1]).record() == {"mode": "multiscale", "scales": [0.5, 1.0]}
+    built = TestTimeAugmentation.from_options(net, {"tta": "multiscale_flip", "tta_scales": [1.25]})
+    assert (built.mode, built.scales) == ("multiscale_flip", (1.25,))
+    with pytest.raises(ValueError, match="tta='mirror' is not a test-time augmentation"):
+        TestTimeAugmentation.from_options(net, {"tta": "mirror"})
+
+
+def test_a_system_built_with_a_tta_uses_it_in_test_and_predict_steps(tmp_path):
+    from tconvseg.builders import build_system
+    from tconvseg.data.info import synthetic_info
+    from tests.helpers.configs import compose_cfg
+
+    model_cfg = compose_cfg("train", tmp_path, ["data=synthetic", "model=tiny", "model.class_weighting=null"]).model
+    plain = build_system(model_cfg, synthetic_info(4)).eval()
+    flipped = build_system(model_cfg, synthetic_info(4), tta={"mode": "flip"}).eval()
+    flipped.load_state_dict(plain.state_dict())
+    x = torch.randn(1, 3, 16, 20)
+    with torch.no_grad():
+        assert plain.tta.mode == "none" and torch.equal(plain.predict_step(x, 0), plain(x).argmax(1))
+        assert torch.equal(flipped.predict_step(x, 0), tta_logits(plain, x, "flip").argmax(1))
+    assert "tta" not in flipped.hparams  # an evaluation choice, not a property of the trained model

@@ -52,13 +52,16 @@ def class_weights_for(model_cfg: DictConfig | dict, datamodule: SegmentationData
     return list(weighting) if isinstance(weighting, (list, tuple)) else None
 
 
-def build_system(model_cfg: DictConfig | dict, info: DatasetInfo, class_weights: torch.Tensor | list[float] | None = None) -> SegmentationSystem:
+def build_system(
+    model_cfg: DictConfig | dict, info: DatasetInfo, class_weights: torch.Tensor | list[float] | None = None, tta: dict[str, Any] | None = None,
+) -> SegmentationSystem:
     """The training system from a ``model`` config, for the classes of ``info``.
 
     ``class_weights`` (``(K,)``) are the loss weights; the caller computes them
     (:func:`class_weights_for`). Without them a listed ``class_weighting`` is used as given, and
     ``median_frequency`` leaves them to the checkpoint the system is then loaded from (evaluation).
-    ``class_weighting`` is checked either way. A config read from a checkpoint must pass
+    ``class_weighting`` is checked either way. ``tta`` (``{"mode", "scales"}``) is the test-time
+    augmentation of the system's test / predict steps. A config read from a checkpoint must pass
     :func:`tconvseg.checkpoints.check_targets` first.
     """
     options = model_options(model_cfg)
@@ -82,6 +85,7 @@ def build_system(model_cfg: DictConfig | dict, info: DatasetInfo, class_weights:
         ignore_index=info.ignore_index,
         class_names=list(info.class_names),
         class_weights=weights,
+        **({"tta": tta} if tta is not None else {}),
     )
     if not isinstance(system, SegmentationSystem):
         raise ConfigError(f"model config builds a {type(system).__name__}, expected a SegmentationSystem")

@@ -14,20 +14,18 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from rich.console import Console
 from rich.table import Table
 
-from tconvseg.builders import build_datamodule, build_system, build_trainer
+from tconvseg.builders import build_datamodule, build_trainer
 from tconvseg.callbacks import ConfusionMatrixRecorder, write_eval_pictures
 from tconvseg.checkpoints import (
     CKPT_MODEL_CONFIG,
     CKPT_RUN_IDENTITY,
     atomic_write_text,
-    check_targets,
-    disable_weight_downloads,
-    find_last_checkpoint,
     load_checkpoint,
     run_dir_of,
 )
 from tconvseg.data.holdout import HOLDOUT_SPLIT
 from tconvseg.entry import run_hydra
+from tconvseg.restore import rebuild_system, resolve_checkpoint
 from tconvseg.system import SegmentationSystem
 from tconvseg.tta import tta_options
 
@@ -55,23 +53,14 @@ def evaluate(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
     if cfg.get("seed") is not None:
         L.seed_everything(cfg.seed, workers=True)
     torch.set_float32_matmul_precision(cfg.get("float32_matmul_precision", "high"))
-    tta, tta_scales = tta_options(cfg)
-    ckpt_path = _checkpoint_path(cfg)
+    tta = dict(zip(("mode", "scales"), tta_options(cfg)))  # checked before anything is loaded
+    ckpt_path = resolve_checkpoint(str(cfg.ckpt_path), cfg.paths.log_dir)
     checkpoint = load_checkpoint(ckpt_path)
-
     cfg = holdout_from_checkpoint(cfg, checkpoint, ckpt_path)
     datamodule = build_datamodule(cfg)
     _check_holdout_matches(datamodule, checkpoint, ckpt_path, cfg.split)
     datamodule.splits["test"] = cfg.split  # the test loop scores whichever split was asked for
-    model_cfg = cfg.model
-    if cfg.get("model_from_checkpoint", True) and CKPT_MODEL_CONFIG in checkpoint:
-        stored = checkpoint[CKPT_MODEL_CONFIG]
-        check_targets(stored, ckpt_path, trusted=list(cfg.get("trusted_targets") or []))
-        model_cfg = OmegaConf.create(disable_weight_downloads(stored))
-        log.info("Using the model config stored in the checkpoint (model_from_checkpoint=true)")
-    model = build_system(model_cfg, datamodule.info)  # class weights: restored from the checkpoint
-    load_weights(model, checkpoint, ckpt_path)
-    model.tta, model.tta_scales = tta, tta_scales
+    model = _restored_model(cfg, checkpoint, ckpt_path, datamodule, tta)
 
     recorder = ConfusionMatrixRecorder()
     trainer = build_trainer(cfg, logger=False, callbacks=[recorder], enable_checkpointing=False)
@@ -82,15 +71,34 @@ def evaluate(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
     if not trainer.is_global_zero:  # under DDP every rank holds the reduced metrics; one reports them
         return metrics, objects
     print_report(metrics, cfg.split, list(datamodule.info.class_names))
-
     report = {
-        "checkpoint": str(Path(ckpt_path).resolve()),
-        "split": cfg.split,
-        "epoch": checkpoint.get("epoch"),
-        "tta": _tta_record(model),
-        "holdout": datamodule.holdout_identity(),
-        "metrics": metrics,
+        "checkpoint": str(Path(ckpt_path).resolve()), "split": cfg.split, "epoch": checkpoint.get("epoch"),
+        "tta": model.tta.record(), "holdout": datamodule.holdout_identity(), "metrics": metrics,
     }
+    _write_report(report, json_path)
+    # pictures beside the JSON: confusion matrix (csv, png), image | truth | prediction
+    tag = f"{cfg.split}_{Path(ckpt_path).stem}"
+    pictures = write_eval_pictures(recorder, model, datamodule.dataset("test"), datamodule.info, json_path.parent, tag, cfg.get("samples", 4))
+    log.info("Wrote %s", ", ".join(str(p) for p in pictures))
+    return metrics, objects
+
+
+def _restored_model(cfg: DictConfig, checkpoint: dict, ckpt_path: str, datamodule: Any, tta: dict[str, Any]) -> SegmentationSystem:
+    """The checkpoint's system: its stored model config, or ``cfg.model`` with ``model_from_checkpoint=false``."""
+    from_checkpoint = cfg.get("model_from_checkpoint", True) and CKPT_MODEL_CONFIG in checkpoint
+    if not from_checkpoint and cfg.get("model") is None:
+        raise ValueError(
+            f"model_from_checkpoint=false (or {ckpt_path} stores no model config) but no model option is given; expected "
+            f"model=<the option it was trained with> (e.g. model=fcn8s_resnet18), or model_from_checkpoint=true"
+        )
+    if from_checkpoint:
+        log.info("Using the model config stored in the checkpoint (model_from_checkpoint=true)")
+    trusted = list(cfg.get("trusted_targets") or [])
+    return rebuild_system(checkpoint, ckpt_path, datamodule.info, trusted=trusted, model_cfg=None if from_checkpoint else cfg.model, tta=tta)
+
+
+def _write_report(report: dict[str, Any], json_path: Path) -> None:
+    """The JSON report, written atomically; an unwritable place is explained (the table is already printed)."""
     try:
         json_path.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_text(json.dumps(report, indent=2), json_path)
@@ -100,11 +108,6 @@ def evaluate(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
             f"{type(err).__name__}: {err}. Expected a writable folder: pass output_json=<path> to write it elsewhere."
         ) from err
     log.info("Wrote %s", json_path)
-    # pictures beside the JSON: confusion matrix (csv, png), image | truth | prediction
-    tag = f"{cfg.split}_{Path(ckpt_path).stem}"
-    pictures = write_eval_pictures(recorder, model, datamodule.dataset("test"), datamodule.info, json_path.parent, tag, cfg.get("samples", 4))
-    log.info("Wrote %s", ", ".join(str(p) for p in pictures))
-    return metrics, objects
 
 
 def _stored_holdout(checkpoint: dict) -> dict[str, Any] | None:
@@ -152,14 +155,6 @@ def _check_holdout_matches(datamodule: Any, checkpoint: dict, ckpt_path: str, sp
         log.warning("split=%s: %s trained on this split's items outside the held-out groups %s", split, ckpt_path, stored["held_out"])
 
 
-def _tta_record(model: SegmentationSystem) -> dict[str, Any]:
-    """The test-time augmentation the scores were computed with (scales only where the mode uses them)."""
-    record: dict[str, Any] = {"mode": model.tta}
-    if model.tta.startswith("multiscale"):
-        record["scales"] = list(model.tta_scales)
-    return record
-
-
 def _task(cfg: DictConfig) -> float | None:
     metrics, _ = evaluate(cfg)
     return metrics.get(f"{cfg.split}/mIoU")
@@ -168,39 +163,6 @@ def _task(cfg: DictConfig) -> float | None:
 def main() -> None:
     """``tconvseg-eval`` / ``python scripts/eval.py ckpt_path=...``: Hydra overrides on the command line."""
     run_hydra(_task, "eval")
-
-
-def _checkpoint_path(cfg: DictConfig) -> str:
-    """``cfg.ckpt_path`` as an existing file; ``last``: the newest readable ``last.ckpt`` of training runs."""
-    if cfg.ckpt_path == "last":
-        return find_last_checkpoint(cfg.paths.log_dir, "train")
-    if not Path(cfg.ckpt_path).is_file():
-        raise FileNotFoundError(f"ckpt_path={cfg.ckpt_path}: no such checkpoint file")
-    return str(cfg.ckpt_path)
-
-
-def load_weights(system: SegmentationSystem, checkpoint: dict, path: str) -> None:
-    """Load a checkpoint's weights, explaining any mismatch with the model instead of a torch dump."""
-    state = checkpoint.get("state_dict")
-    if state is None:
-        raise ValueError(f"{path} holds no 'state_dict': not a Lightning checkpoint of a tconvseg model")
-    own = system.state_dict()
-    missing = sorted(set(own) - set(state))
-    unexpected = sorted(set(state) - set(own))
-    reshaped = sorted(k for k in set(own) & set(state) if own[k].shape != state[k].shape)
-    if missing or unexpected or reshaped:
-        trained = checkpoint.get(CKPT_MODEL_CONFIG, {}).get("net", {})
-        parts = [f"{len(missing)} missing", f"{len(unexpected)} unexpected", f"{len(reshaped)} of another shape"]
-        examples = (missing + unexpected + reshaped)[:5]
-        shape_note = "; ".join(f"{k}: checkpoint {tuple(state[k].shape)} vs model {tuple(own[k].shape)}" for k in reshaped[:3])
-        raise ValueError(
-            f"checkpoint {path} was trained with another model: its weights do not fit the configured one "
-            f"({', '.join(parts)} tensors, e.g. {examples}{'; ' + shape_note if shape_note else ''}). "
-            f"The checkpoint's model config: encoder={trained.get('encoder', {}).get('name', trained.get('encoder'))}, "
-            f"topology={trained.get('topology')}, decoder_channels={trained.get('decoder_channels')}. "
-            "Evaluate with model_from_checkpoint=true, or with the model option used for training."
-        )
-    system.load_state_dict(state)
 
 
 def print_report(metrics: dict[str, float], split: str, class_names: list[str], console: Console | None = None) -> None:

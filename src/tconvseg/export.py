@@ -91,6 +91,7 @@ def export(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
     """
     if cfg.format not in FORMATS:
         raise ValueError(f"format={cfg.format!r} is not supported; expected one of {', '.join(FORMATS)} (e.g. format=onnx)")
+    torch.set_float32_matmul_precision(cfg.get("float32_matmul_precision", "high"))  # the parity check's PyTorch side
     restored = restore(cfg)
     net = restored.system.net.eval()
     min_h, min_w = getattr(net, "min_input_size", (1, 1))

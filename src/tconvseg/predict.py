@@ -101,10 +101,10 @@ def predict(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
     scale = cfg.get("scale")
     if scale is not None and not (isinstance(scale, (int, float)) and scale > 0):
         raise ValueError(f"scale={scale!r} is invalid; expected a factor > 0 (e.g. scale=0.5), or null for each image's own size")
-    tta, tta_scales = tta_options(cfg)
+    tta_options(cfg)  # checked before the images and the checkpoint are read
+    torch.set_float32_matmul_precision(cfg.get("float32_matmul_precision", "high"))
     files = list_images(str(cfg.input))
-    restored = restore(cfg)
-    restored.system.tta, restored.system.tta_scales = tta, tta_scales
+    restored = restore(cfg)  # with the test-time augmentation of cfg.tta / cfg.tta_scales
 
     # The normalisation of the data option's eval transforms (what the network saw in training).
     options = cfg.data.get("eval_transforms")

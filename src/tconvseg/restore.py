@@ -1,4 +1,5 @@
-"""A trained system rebuilt from its checkpoint, for inference (``tconvseg-predict``, ``tconvseg-export``).
+"""A trained system rebuilt from its checkpoint: the one path of ``tconvseg-eval``, ``tconvseg-predict`` and
+``tconvseg-export``.
 
 Same trust model as evaluation: the checkpoint is read with ``weights_only=True``, the model config
 stored in it is vetted by :func:`~tconvseg.checkpoints.check_targets` before anything is built, and
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,8 +28,8 @@ from tconvseg.checkpoints import (
     load_checkpoint,
 )
 from tconvseg.data.info import DatasetInfo, dataset_info, synthetic_info, voc_colormap
-from tconvseg.evaluate import load_weights
 from tconvseg.system import SegmentationSystem
+from tconvseg.tta import tta_options
 
 log = logging.getLogger(__name__)
 
@@ -66,11 +68,60 @@ def restore(cfg: DictConfig) -> Restored:
     stored = checkpoint.get(CKPT_MODEL_CONFIG)
     if stored is None:
         raise ValueError(f"checkpoint {path} holds no model config ({CKPT_MODEL_CONFIG!r}); expected a checkpoint written by tconvseg-train")
-    check_targets(stored, path, trusted=list(cfg.get("trusted_targets") or []))
     info = class_info(checkpoint, cfg, path)
-    system = build_system(OmegaConf.create(disable_weight_downloads(stored)), info)  # the checkpoint restores the class weights
-    load_weights(system, checkpoint, path)
+    tta = dict(zip(("mode", "scales"), tta_options(cfg)))  # none unless the entry point's config asks
+    system = rebuild_system(checkpoint, path, info, trusted=list(cfg.get("trusted_targets") or []), tta=tta)
     return Restored(system.eval(), info, path, checkpoint)
+
+
+def rebuild_system(
+    checkpoint: dict[str, Any], path: str, info: DatasetInfo, *, trusted: Sequence[str] = (), model_cfg: DictConfig | None = None,
+    tta: dict[str, Any] | None = None,
+) -> SegmentationSystem:
+    """The checkpoint's system with its weights loaded, for the classes of ``info``.
+
+    The network comes from the model config stored in the checkpoint (vetted by
+    :func:`~tconvseg.checkpoints.check_targets` against the allowlist and ``trusted``, pretrained-weight
+    downloads switched off), or from ``model_cfg`` when given (``model_from_checkpoint=false``). Class
+    weights come from the checkpoint; ``tta`` (``{"mode", "scales"}``) is the test-time augmentation.
+
+    Raises:
+        ValueError: no stored model config and no ``model_cfg``, a target outside the allowlist, or
+            weights that do not fit the network (explained, see :func:`load_weights`).
+    """
+    if model_cfg is None:
+        stored = checkpoint.get(CKPT_MODEL_CONFIG)
+        if stored is None:
+            raise ValueError(f"checkpoint {path} holds no model config ({CKPT_MODEL_CONFIG!r}); expected a checkpoint written by tconvseg-train")
+        check_targets(stored, path, trusted=trusted)
+        model_cfg = OmegaConf.create(disable_weight_downloads(stored))
+    system = build_system(model_cfg, info, tta=tta)
+    load_weights(system, checkpoint, path)
+    return system
+
+
+def load_weights(system: SegmentationSystem, checkpoint: dict, path: str) -> None:
+    """Load a checkpoint's weights, explaining any mismatch with the model instead of a torch dump."""
+    state = checkpoint.get("state_dict")
+    if state is None:
+        raise ValueError(f"{path} holds no 'state_dict': not a Lightning checkpoint of a tconvseg model")
+    own = system.state_dict()
+    missing = sorted(set(own) - set(state))
+    unexpected = sorted(set(state) - set(own))
+    reshaped = sorted(k for k in set(own) & set(state) if own[k].shape != state[k].shape)
+    if missing or unexpected or reshaped:
+        trained = checkpoint.get(CKPT_MODEL_CONFIG, {}).get("net", {})
+        parts = [f"{len(missing)} missing", f"{len(unexpected)} unexpected", f"{len(reshaped)} of another shape"]
+        examples = (missing + unexpected + reshaped)[:5]
+        shape_note = "; ".join(f"{k}: checkpoint {tuple(state[k].shape)} vs model {tuple(own[k].shape)}" for k in reshaped[:3])
+        raise ValueError(
+            f"checkpoint {path} was trained with another model: its weights do not fit the configured one "
+            f"({', '.join(parts)} tensors, e.g. {examples}{'; ' + shape_note if shape_note else ''}). "
+            f"The checkpoint's model config: encoder={trained.get('encoder', {}).get('name', trained.get('encoder'))}, "
+            f"topology={trained.get('topology')}, decoder_channels={trained.get('decoder_channels')}. "
+            "Evaluate with model_from_checkpoint=true, or with the model option used for training."
+        )
+    system.load_state_dict(state)
 
 
 def class_info(checkpoint: dict[str, Any], cfg: DictConfig, path: str) -> DatasetInfo:

@@ -20,7 +20,7 @@ from torchmetrics import MeanMetric
 
 from tconvseg.losses import CrossEntropy
 from tconvseg.metrics import SegmentationMetrics
-from tconvseg.tta import DEFAULT_SCALES, tta_logits
+from tconvseg.tta import TestTimeAugmentation
 
 Stage = Literal["train", "val", "test"]
 
@@ -49,9 +49,9 @@ class SegmentationSystem(L.LightningModule):
             the keyword arguments of ``nn.Module.compile`` (e.g. ``{mode: max-autotune}``). In place,
             so parameter names and checkpoints are unchanged; compile time counts in the run.
 
-    The attributes ``tta`` (``"none"`` | ``"flip"`` | ``"multiscale"`` | ``"multiscale_flip"``, see
-    :mod:`tconvseg.tta`) and ``tta_scales`` (the multiscale modes' resize factors) select the
-    test-time augmentation of the test and predict steps; they are set by the caller, not saved.
+        tta: the test-time augmentation of the test and predict steps: ``{"mode": ..., "scales": [...]}``
+            (:class:`~tconvseg.tta.TestTimeAugmentation`; ``None``: none). Built once into ``self.tta``;
+            an evaluation choice, so it is not saved with the hyperparameters.
 
     Batches are ``(images (N, C, H, W) float, masks (N, H', W') int64)``. When the masks are
     larger than the images (scoring at full label resolution), logits are resized to the mask
@@ -73,17 +73,17 @@ class SegmentationSystem(L.LightningModule):
         aux_weight: float = 0.4,
         channels_last: bool = False,
         compile: bool | Mapping[str, Any] = False,
+        tta: Mapping[str, Any] | None = None,
     ) -> None:
         super().__init__()
-        self.save_hyperparameters(ignore=["net", "optimizer", "scheduler", "loss", "class_weights"], logger=False)
+        self.save_hyperparameters(ignore=["net", "optimizer", "scheduler", "loss", "class_weights", "tta"], logger=False)
         self.net = net
         self.optimizer_factory = optimizer
         self.scheduler_factory = scheduler
         self.num_classes = num_classes
         self.ignore_index = ignore_index
         self.aux_weight = aux_weight
-        self.tta = "none"
-        self.tta_scales = DEFAULT_SCALES
+        self.tta = TestTimeAugmentation(self, **dict(tta or {}))
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         self.net.to(memory_format=self.memory_format)
         self.compile_options = (dict(compile) if isinstance(compile, Mapping) else {}) if compile else None
@@ -125,7 +125,7 @@ class SegmentationSystem(L.LightningModule):
         if stage == "train" and with_aux is not None:
             main, aux = with_aux(images.contiguous(memory_format=self.memory_format))
         elif stage == "test":
-            main, aux = tta_logits(self, images, self.tta, self.tta_scales), []
+            main, aux = self.tta(images), []
         else:
             main, aux = self(images), []
         logits = self._logits_at_label_size(main, masks)
@@ -161,7 +161,7 @@ class SegmentationSystem(L.LightningModule):
     def predict_step(self, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> torch.Tensor:
         """Label maps ``(N, H, W)`` int64 at the input images' size."""
         images = batch[0] if isinstance(batch, (tuple, list)) else batch
-        return tta_logits(self, images, self.tta, self.tta_scales).argmax(dim=1)
+        return self.tta(images).argmax(dim=1)
 
     def _metrics(self, stage: Stage) -> SegmentationMetrics:
         return getattr(self, f"{stage}_metrics")

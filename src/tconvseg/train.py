@@ -57,58 +57,89 @@ def train(cfg: DictConfig, *, started_at: float | None = None) -> tuple[dict[str
     """
     started_at = time.monotonic() if started_at is None else started_at
     cfg = copy.deepcopy(cfg)
-    if cfg.get("threads"):
-        torch.set_num_threads(int(cfg.threads))
-    if cfg.get("seed") is not None:
-        L.seed_everything(cfg.seed, workers=True)
-    torch.set_float32_matmul_precision(cfg.get("float32_matmul_precision", "high"))
+    _set_up_process(cfg)
     datamodule = build_datamodule(cfg)
     model = build_system(cfg.model, datamodule.info, class_weights_for(cfg.model, datamodule))
     identity = run_identity(cfg, datamodule)
-
-    resume = _resume_point(cfg, identity) if cfg.get("train", True) else None
-    if resume is None and cfg.get("train", True):
-        resume = requeued_checkpoint(cfg.paths.output_dir, identity)  # a requeued SLURM job's own folder
-    if resume is not None:
-        run_dir = run_dir_of(resume)
-        log.info("Resuming from %s; writing on in its run folder %s", resume, run_dir)
-        with open_dict(cfg):
-            cfg.paths.output_dir = str(run_dir)
-
-    callbacks = [*build_group(cfg.get("callbacks")), StoreRunInfo(_container(cfg.model), identity), StopOnNonFinite()]
-    for callback in callbacks:
-        if isinstance(callback, TimeBudget):
-            callback.start_clock(started_at)
-    loggers = build_group(cfg.get("logger"), "logger")
-    trainer = build_trainer(cfg, callbacks=callbacks, logger=loggers or False)
+    resume = _resume_into_its_folder(cfg, identity)
+    trainer = _build_trainer(cfg, identity, started_at)
     _log_plan(cfg, model)
     _log_splits(datamodule)
 
     metrics: dict[str, float] = {}
     objects: dict[str, Any] = {"cfg": cfg, "datamodule": datamodule, "model": model, "trainer": trainer, "finished_before": False}
-    if resume is not None:
-        checkpoint = load_checkpoint(resume)
-        if done := _finished(checkpoint, trainer):
-            log.info("The run of %s is finished (%s): nothing to train. Start a new run without ckpt_path, or raise the limit.", resume, done)
-            best, score, monitor = stored_best(checkpoint)
-            objects.update(finished_before=True, best_checkpoint=best)
-            if score is not None:
-                metrics.update({"best/checkpoint_score": score, f"best/{monitor}": score})
-            return metrics, objects
-
+    if resume is not None and (finished := _finished_run(resume, trainer)) is not None:
+        metrics.update(finished[0])
+        objects.update(finished_before=True, best_checkpoint=finished[1])
+        return metrics, objects
     if cfg.get("train", True):
-        try:
-            trainer.fit(model, datamodule=datamodule, ckpt_path=resume, weights_only=True)
-        except SIGTERMException:
-            last = resume_checkpoint_path(trainer.checkpoint_callbacks) or "none written yet"
-            log.error(
-                "Training stopped by SIGTERM at epoch %d, step %d. Last complete checkpoint: %s. Resume with "
-                "ckpt_path=last (the same experiment) to continue from it.", trainer.current_epoch, trainer.global_step, last,
-            )
-            raise SystemExit(SIGTERM_EXIT_CODE) from None
+        _fit(trainer, model, datamodule, resume)
         metrics.update({k: float(v) for k, v in trainer.callback_metrics.items()})
-
     best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
+    metrics.update(_after_fit(cfg, trainer, model, datamodule, best))
+    objects["best_checkpoint"] = best
+    return metrics, objects
+
+
+def _set_up_process(cfg: DictConfig) -> None:
+    """Threads, seeds and matmul precision, before anything is built."""
+    if cfg.get("threads"):
+        torch.set_num_threads(int(cfg.threads))
+    if cfg.get("seed") is not None:
+        L.seed_everything(cfg.seed, workers=True)
+    torch.set_float32_matmul_precision(cfg.get("float32_matmul_precision", "high"))
+
+
+def _resume_into_its_folder(cfg: DictConfig, identity: dict[str, Any]) -> str | None:
+    """The checkpoint to resume from (asked for, or a requeued SLURM job's own); ``cfg`` then writes into its run folder."""
+    if not cfg.get("train", True):
+        return None
+    resume = _resume_point(cfg, identity) or requeued_checkpoint(cfg.paths.output_dir, identity)
+    if resume is not None:
+        run_dir = run_dir_of(resume)
+        log.info("Resuming from %s; writing on in its run folder %s", resume, run_dir)
+        with open_dict(cfg):
+            cfg.paths.output_dir = str(run_dir)
+    return resume
+
+
+def _build_trainer(cfg: DictConfig, identity: dict[str, Any], started_at: float) -> L.Trainer:
+    """The Trainer with the configured callbacks and loggers, plus the ones every run has; the time budget's clock set."""
+    callbacks = [*build_group(cfg.get("callbacks")), StoreRunInfo(_container(cfg.model), identity), StopOnNonFinite()]
+    for callback in callbacks:
+        if isinstance(callback, TimeBudget):
+            callback.start_clock(started_at)
+    loggers = build_group(cfg.get("logger"), "logger")
+    return build_trainer(cfg, callbacks=callbacks, logger=loggers or False)
+
+
+def _finished_run(resume: str, trainer: L.Trainer) -> tuple[dict[str, float], str] | None:
+    """``(metrics, best checkpoint)`` of a resumed run that has nothing left to train, else ``None``."""
+    checkpoint = load_checkpoint(resume)
+    done = _finished(checkpoint, trainer)
+    if not done:
+        return None
+    log.info("The run of %s is finished (%s): nothing to train. Start a new run without ckpt_path, or raise the limit.", resume, done)
+    best, score, monitor = stored_best(checkpoint)
+    return ({"best/checkpoint_score": score, f"best/{monitor}": score} if score is not None else {}), best
+
+
+def _fit(trainer: L.Trainer, model: L.LightningModule, datamodule: SegmentationDataModule, resume: str | None) -> None:
+    """``trainer.fit``; after SIGTERM, name the last complete checkpoint and exit with status 143."""
+    try:
+        trainer.fit(model, datamodule=datamodule, ckpt_path=resume, weights_only=True)
+    except SIGTERMException:
+        last = resume_checkpoint_path(trainer.checkpoint_callbacks) or "none written yet"
+        log.error(
+            "Training stopped by SIGTERM at epoch %d, step %d. Last complete checkpoint: %s. Resume with "
+            "ckpt_path=last (the same experiment) to continue from it.", trainer.current_epoch, trainer.global_step, last,
+        )
+        raise SystemExit(SIGTERM_EXIT_CODE) from None
+
+
+def _after_fit(cfg: DictConfig, trainer: L.Trainer, model: L.LightningModule, datamodule: SegmentationDataModule, best: str) -> dict[str, float]:
+    """``validate_best``: the best checkpoint validated again (``best/...``); ``test``: the test split scored with it."""
+    metrics: dict[str, float] = {}
     if cfg.get("validate_best", True) and best:
         log.info("Validating the best checkpoint %s", best)
         (result,) = trainer.validate(model, datamodule=datamodule, ckpt_path=best, verbose=False, weights_only=True)
@@ -117,8 +148,7 @@ def train(cfg: DictConfig, *, started_at: float | None = None) -> tuple[dict[str
     if cfg.get("test", False):
         (result,) = trainer.test(model, datamodule=datamodule, ckpt_path=best or None, verbose=False, weights_only=True)
         metrics.update({k: float(v) for k, v in result.items()})
-    objects["best_checkpoint"] = best
-    return metrics, objects
+    return metrics
 
 
 def main() -> None:

@@ -1,7 +1,8 @@
 """Test-time augmentation: average the class probabilities of an image's mirror image and rescaled copies.
 
-Used by the training system's test / predict steps (``SegmentationSystem.tta`` and
-``SegmentationSystem.tta_scales``), hence by ``tconvseg-eval tta=...`` and ``tconvseg-predict tta=...``.
+:class:`TestTimeAugmentation` wraps a network once, from the ``tta`` / ``tta_scales`` options (MMSegmentation's
+``SegTTAModel`` is the model); the training system's test and predict steps call it (``SegmentationSystem.tta``),
+hence ``tconvseg-eval tta=...`` and ``tconvseg-predict tta=...``.
 
 Modes: ``none`` (the network itself), ``flip`` (the image and its mirror image),
 ``multiscale`` (the image resized by each factor of ``scales``), ``multiscale_flip`` (each
@@ -104,3 +105,39 @@ def tta_logits(
     probs = multiscale_probabilities(net, images, scales if mode.startswith("multiscale") else (1.0,), flip=mode.endswith("flip"))
     # The floor keeps log() finite where every pass gives a class probability that underflows to 0.
     return probs.clamp_min(torch.finfo(torch.float32).tiny).log()
+
+
+class TestTimeAugmentation:
+    """A network wrapped with one test-time augmentation: ``tta(images (N, C, H, W)) -> scores (N, K, H, W)``.
+
+    The scores' softmax is the averaged class probability (:func:`tta_logits`); ``mode="none"`` is the
+    network itself. Built once, checked once: a bad mode or scale fails here, naming the option.
+
+    Args:
+        net: the network (or any callable from images to logits).
+        mode: one of :data:`TTA_MODES`.
+        scales: resize factors of the multiscale modes.
+    """
+
+    __test__ = False  # not a pytest test class, whatever its name
+
+    def __init__(self, net: Callable[[torch.Tensor], torch.Tensor], mode: str = "none", scales: Iterable[float] = DEFAULT_SCALES) -> None:
+        self.net = net
+        self.mode = check_tta(mode)
+        self.scales = check_tta_scales(scales)
+
+    @classmethod
+    def from_options(cls, net: Callable[[torch.Tensor], torch.Tensor], options: Mapping[str, Any]) -> TestTimeAugmentation:
+        """From an entry point's ``tta`` and ``tta_scales`` options."""
+        mode, scales = tta_options(options)
+        return cls(net, mode, scales)
+
+    def __call__(self, images: torch.Tensor) -> torch.Tensor:
+        return tta_logits(self.net, images, self.mode, self.scales)
+
+    def record(self) -> dict[str, Any]:
+        """What a report says it scored with: the mode, and the scales where the mode uses them."""
+        record: dict[str, Any] = {"mode": self.mode}
+        if self.mode.startswith("multiscale"):
+            record["scales"] = list(self.scales)
+        return record

@@ -16,7 +16,7 @@ from tconvseg.callbacks import STATE_KEY, EMAWeights, TimeBudget, finished_budge
 from tconvseg.callbacks.time_budget import as_seconds, cosine_factor
 from tconvseg.checkpoints import load_checkpoint, resume_checkpoint_path
 from tconvseg.train import train
-from tests.training_helpers import CHEAP, compose_cfg
+from tests.helpers.configs import CHEAP, compose_cfg
 
 #: The real budgeted experiment, on synthetic data with the tiny model (8 steps an epoch).
 BUDGETED = ["experiment=camvid_cpu_15min", "data=synthetic", "model=tiny", *CHEAP]

@@ -8,7 +8,7 @@ from tensorboard.backend.event_processing.event_accumulator import IMAGES, Event
 
 from tconvseg.callbacks import ValSamples
 from tconvseg.train import train
-from tests.training_helpers import CHEAP, compose_cfg
+from tests.helpers.configs import CHEAP, compose_cfg
 
 
 def _train(tmp_path, *extra):

@@ -7,7 +7,7 @@ import torch
 from PIL import Image
 
 from tconvseg.data import CAMVID, CamVidDataset, camvid_index
-from tests.fakes import make_camvid_tree
+from tests.helpers.fakes import make_camvid_tree
 
 
 def _real_camvid() -> Path:

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from tconvseg.data import CamVidDataset, DatasetError, DatasetNotFoundError
-from tests.fakes import make_camvid_tree, write_png
+from tests.helpers.fakes import make_camvid_tree, write_png
 
 SIZE = (8, 12)
 

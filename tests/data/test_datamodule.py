@@ -13,7 +13,7 @@ from PIL import Image
 
 from tconvseg.data import DatasetError, DatasetNotFoundError, SegmentationDataModule, synthetic_split
 from tconvseg.entry import CONFIG_DIR
-from tests.fakes import make_camvid_tree, make_pets_tree, make_voc_tree, write_png
+from tests.helpers.fakes import make_camvid_tree, make_pets_tree, make_voc_tree, write_png
 
 CONFIGS = CONFIG_DIR / "data"
 

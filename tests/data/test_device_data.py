@@ -10,7 +10,7 @@ from tconvseg.data import DatasetError, SyntheticShapesDataset, synthetic_info
 from tconvseg.data.device_data import DeviceCache, DeviceTraining, IndexItems, RawItems
 from tconvseg.train import train
 from tests.data.test_datamodule import build
-from tests.training_helpers import CHEAP, compose_cfg
+from tests.helpers.configs import CHEAP, compose_cfg
 
 DEVICE = {"augment_on": "device", "train_transforms": {"hflip": 0.5, "crop_size": [32, 48], "random_scale": [0.75, 1.5]}}
 

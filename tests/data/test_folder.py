@@ -8,8 +8,8 @@ from PIL import Image
 
 from tconvseg.builders import build_datamodule
 from tconvseg.data import DatasetError, DatasetInfo, DatasetNotFoundError, FolderDataset
-from tests.fakes import make_folder_tree, write_png
-from tests.training_helpers import compose_cfg
+from tests.helpers.configs import compose_cfg
+from tests.helpers.fakes import make_folder_tree, write_png
 
 INFO = DatasetInfo("mine", ("sky", "road", "car"), 255, ((0, 0, 255), (128, 64, 128), (255, 0, 0)))
 

@@ -11,7 +11,7 @@ from tconvseg.data.groups import CAMVID_GROUP_PATTERN, group_of, holdout_indices
 from tconvseg.data.holdout import HOLDOUT_SPLIT
 from tconvseg.data.info import DatasetInfo
 from tests.data.test_datamodule import build
-from tests.fakes import make_camvid_tree, make_folder_tree
+from tests.helpers.fakes import make_camvid_tree, make_folder_tree
 
 DRIVES = ("0001TP", "0006R0", "0016E5")
 

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from tconvseg.data import CAMVID, CamVidDataset, SegmentationDataModule, class_pixel_counts, median_frequency_weights
-from tests.fakes import make_camvid_tree, write_png
+from tests.helpers.fakes import make_camvid_tree, write_png
 
 VOID = CAMVID.ignore_index
 

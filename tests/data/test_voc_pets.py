@@ -6,7 +6,7 @@ import torch
 from PIL import Image
 
 from tconvseg.data import PETS, VOC, DatasetError, DatasetNotFoundError, PetsDataset, VOCDataset
-from tests.fakes import make_pets_tree, make_voc_tree, write_png
+from tests.helpers.fakes import make_pets_tree, make_voc_tree, write_png
 
 
 def test_voc_splits_and_contract(tmp_path):

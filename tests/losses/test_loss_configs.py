@@ -11,8 +11,8 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
 from tconvseg.losses import CombinedLoss, CrossEntropy, DiceLoss, LovaszSoftmax, OhemCrossEntropy
+from tests.helpers.configs import CONFIG_DIR, compose_cfg
 from tests.losses.cases import random_case
-from tests.training_helpers import CONFIG_DIR, compose_cfg
 
 # --- configs ----------------------------------------------------------------------------------
 

@@ -17,7 +17,6 @@ from torchvision.transforms import v2
 
 from tconvseg.data.base import SegmentationDataset
 from tconvseg.system import SegmentationSystem
-from tconvseg.tta import tta_logits
 from tconvseg.visualize import grid, sample_rows
 
 log = logging.getLogger(__name__)
@@ -46,7 +45,7 @@ def model_samples(system: SegmentationSystem, dataset: SegmentationDataset, coun
     try:
         for index in range(min(count, len(dataset))):
             image, truth = dataset[index]
-            logits = tta_logits(system, image[None].to(system.device), system.tta, system.tta_scales)
+            logits = system.tta(image[None].to(system.device))
             if logits.shape[-2:] != truth.shape[-2:]:
                 logits = F.interpolate(logits, size=truth.shape[-2:], mode="bilinear", align_corners=False)
             rows += sample_rows(image[None], truth[None], logits.argmax(dim=1).cpu(), dataset.info, mean, std)

@@ -7,8 +7,9 @@ Every dataset yields ``(image float32 (3, H, W), mask int64 (H, W))``; mask valu
 from .base import SegmentationDataset, apply_transforms, collate_pairs
 from .camvid import CamVidDataset, camvid_index
 from .datamodule import SegmentationDataModule
-from .download import DEFAULT_URL, camvid_present, download_camvid, extract_camvid
+from .download import DEFAULT_URL, camvid_present, download_camvid
 from .errors import DATA_DIR_ENV, DatasetError, DatasetNotFoundError
+from .extract import extract_camvid
 from .folder import FolderDataset
 from .info import CAMVID, PETS, VOC, DatasetInfo, dataset_info, synthetic_info
 from .pets import PetsDataset

@@ -27,15 +27,9 @@ from .decode import (
     load_image,
     load_label,
 )
-from .download import (
-    DEFAULT_MAX_DOWNLOAD_BYTES,
-    DEFAULT_MAX_EXTRACT_BYTES,
-    DEFAULT_TIMEOUT,
-    DEFAULT_URL,
-    PINNED_TREE,
-    download_camvid,
-)
+from .download import DEFAULT_MAX_DOWNLOAD_BYTES, DEFAULT_TIMEOUT, download_camvid
 from .errors import DatasetError, DatasetNotFoundError, download_hint
+from .extract import DEFAULT_MAX_EXTRACT_BYTES, DEFAULT_URL, PINNED_TREE
 from .groups import CAMVID_GROUP_PATTERN, check_pattern
 from .info import CAMVID
 

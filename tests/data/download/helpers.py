@@ -21,7 +21,7 @@ from tconvseg.data import (
     CamVidDataset,
     camvid_present,
 )
-from tests.fakes import make_camvid_tree
+from tests.helpers.fakes import make_camvid_tree
 
 # Real git, isolated from the user's and the system's configuration, is the reference for the ids.
 _GIT_ENV = {

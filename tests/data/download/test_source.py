@@ -17,14 +17,8 @@ from tconvseg.data import (
     CamVidDataset,
     DatasetError,
 )
-from tconvseg.data.download import (
-    DEFAULT_MAX_DOWNLOAD_BYTES,
-    DEFAULT_MAX_EXTRACT_BYTES,
-    DEFAULT_TIMEOUT,
-    DEFAULT_URL,
-    PINNED_COMMIT,
-    PINNED_TREE,
-)
+from tconvseg.data.download import DEFAULT_MAX_DOWNLOAD_BYTES, DEFAULT_TIMEOUT
+from tconvseg.data.extract import DEFAULT_MAX_EXTRACT_BYTES, DEFAULT_URL, PINNED_COMMIT, PINNED_TREE
 from tconvseg.data.integrity import git_blob_id, git_tree_id
 from tests.data.download.helpers import (
     assert_extracted,
@@ -33,8 +27,8 @@ from tests.data.download.helpers import (
     git_recorded_tree,
     make_segnet_archive,
 )
-from tests.fakes import make_camvid_tree
-from tests.training_helpers import CONFIG_DIR, compose_cfg
+from tests.helpers.configs import CONFIG_DIR, compose_cfg
+from tests.helpers.fakes import make_camvid_tree
 
 # ---------------------------------------------------------------------------------------------------
 # The pinned source

@@ -11,7 +11,7 @@ from PIL import Image
 from tconvseg.checkpoints import resume_checkpoint_path
 from tconvseg.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from tconvseg.train import train
-from tests.training_helpers import CHEAP, compose_cfg
+from tests.helpers.configs import CHEAP, compose_cfg
 
 
 def train_tiny(tmp: Path) -> Path:

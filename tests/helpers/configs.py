@@ -11,7 +11,7 @@ from tconvseg.entry import CONFIG_DIR as PACKAGED_CONFIGS
 
 CONFIG_DIR = str(PACKAGED_CONFIGS)
 
-#: Overrides that make any training config cheap and quiet on a CPU.
+#: Overrides that make any training config cheap and quiet on a CPU (in-process runs).
 CHEAP = [
     "trainer=cpu",
     "logger=csv",
@@ -20,6 +20,10 @@ CHEAP = [
     "+trainer.enable_model_summary=false",
     "data.num_workers=0",
 ]
+#: The tiny model on generated shapes, cheap and quiet.
+SYNTH = ["data=synthetic", "model=tiny", *CHEAP]
+#: Quiet script runs (subprocesses): no progress bars or model summary, no loader workers.
+QUIET = ["callbacks.rich_progress_bar=null", "+trainer.enable_progress_bar=false", "+trainer.enable_model_summary=false", "data.num_workers=0"]
 
 
 def compose_cfg(name: str, tmp_path: Path, overrides: list[str] | None = None, run: str = "run") -> DictConfig:
