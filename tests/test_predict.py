@@ -155,3 +155,45 @@ def test_predict_script(ckpt, tmp_path):
     result = run_script("predict.py", options, tmp_path)
     assert Image.open(tmp_path / "out" / "a.png").size == (53, 37)
     assert "Wrote 1 prediction(s)" in result.stdout
+
+
+def test_an_image_above_max_image_pixels_is_named_or_skipped(ckpt, tmp_path):
+    big = write_image(tmp_path / "in" / "big.png", (60, 80))
+    small = write_image(tmp_path / "in" / "small.png", (20, 30))
+    with pytest.raises(DatasetError, match=r"big\.png is 80x60 = 4,800 pixels, above max_image_pixels=1,000.*on_error=skip"):
+        _predict(tmp_path, ckpt, big, "max_image_pixels=1000")
+    summary, _ = _predict(tmp_path, ckpt, tmp_path / "in", "max_image_pixels=1000", "on_error=skip")
+    assert summary["written"] == [small.stem] and [Path(p).name for p, _ in summary["skipped"]] == ["big.png"]
+    with pytest.raises(ValueError, match=r"max_image_pixels=0 is invalid"):
+        _predict(tmp_path, ckpt, small, "max_image_pixels=0")
+
+
+def test_an_interrupted_write_leaves_no_truncated_output(ckpt, tmp_path, monkeypatch):
+    path = write_image(tmp_path / "in" / "a.png", (30, 40))
+    real_save = Image.Image.save
+
+    def dying_save(self, fp, *args, **kwargs):
+        if not isinstance(fp, (str, Path)):  # the atomic writer's temp file: write a little, then die
+            fp.write(b"\x89PNG partial")
+            raise OSError("simulated crash in the middle of a write")
+        return real_save(self, fp, *args, **kwargs)
+
+    monkeypatch.setattr(Image.Image, "save", dying_save)
+    with pytest.raises(OSError, match="simulated crash"):
+        _predict(tmp_path, ckpt, path)
+    out = tmp_path / "out"
+    assert not out.exists() or [p.name for p in out.iterdir()] == []  # neither a partial file nor a temp file
+
+
+def test_tiled_prediction_writes_full_size_masks(ckpt, tmp_path):
+    path = write_image(tmp_path / "in" / "wide.png", (97, 131))
+    summary, objects = _predict(tmp_path, ckpt, path, "tiles=[48,64]", "tile_overlap=16", "tile_margin=4")
+    assert summary["written"] == ["wide"] and Image.open(tmp_path / "out" / "wide.png").size == (131, 97)
+    assert objects["system"].inference.record()["tiles"] == [48, 64]
+
+
+def test_the_predict_memory_benchmark_prints_a_row_per_size_and_tiling(ckpt, tmp_path):
+    result = run_script("bench_predict.py", ["--ckpt", str(ckpt), "--megapixels", "0.01", "--tiles", "none", "[80,96]",
+                                             "--data", "synthetic"], tmp_path)
+    rows = [line for line in result.stdout.splitlines() if line.strip().startswith("│") and "0.01" in line]
+    assert len(rows) == 2 and all(" ok " in row for row in rows)

@@ -54,6 +54,7 @@ def class_weights_for(model_cfg: DictConfig | dict, datamodule: SegmentationData
 
 def build_system(
     model_cfg: DictConfig | dict, info: DatasetInfo, class_weights: torch.Tensor | list[float] | None = None, tta: dict[str, Any] | None = None,
+    tiling: dict[str, Any] | None = None,
 ) -> SegmentationSystem:
     """The training system from a ``model`` config, for the classes of ``info``.
 
@@ -61,7 +62,7 @@ def build_system(
     (:func:`class_weights_for`). Without them a listed ``class_weighting`` is used as given, and
     ``median_frequency`` leaves them to the checkpoint the system is then loaded from (evaluation).
     ``class_weighting`` is checked either way. ``tta`` (``{"mode", "scales"}``) is the test-time
-    augmentation of the system's test / predict steps. A config read from a checkpoint must pass
+    augmentation of the system's test / predict steps, ``tiling`` how they tile large images. A config read from a checkpoint must pass
     :func:`tconvseg.checkpoints.check_targets` first.
     """
     options = model_options(model_cfg)
@@ -86,6 +87,7 @@ def build_system(
         class_names=list(info.class_names),
         class_weights=weights,
         **({"tta": tta} if tta is not None else {}),
+        **({"tiling": tiling} if tiling is not None else {}),
     )
     if not isinstance(system, SegmentationSystem):
         raise ConfigError(f"model config builds a {type(system).__name__}, expected a SegmentationSystem")

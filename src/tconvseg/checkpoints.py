@@ -19,6 +19,7 @@ from typing import IO, Any
 import torch
 from hydra.utils import get_object
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
+from PIL import Image
 
 log = logging.getLogger(__name__)
 
@@ -184,6 +185,13 @@ def atomic_torch_save(obj: Any, path: Path) -> None:
 def atomic_write_text(text: str, path: Path) -> None:
     """Write ``text`` to ``path`` through a temp file in the same folder and ``os.replace``."""
     _atomic_write(path, lambda handle: handle.write(text), binary=False)
+
+
+def atomic_save_image(image: Any, path: Path, **options: Any) -> None:
+    """``image.save`` (a PIL image; format from ``path``'s suffix) through a temp file and ``os.replace``:
+    an interrupted write leaves the old file or none, never a truncated one."""
+    fmt = Image.registered_extensions()[path.suffix.lower()]
+    _atomic_write(path, lambda handle: image.save(handle, format=fmt, **options), binary=True)
 
 
 def _atomic_write(path: Path, write: Callable[[IO[Any]], object], binary: bool) -> None:

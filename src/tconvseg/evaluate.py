@@ -27,6 +27,7 @@ from tconvseg.data.holdout import HOLDOUT_SPLIT
 from tconvseg.entry import run_hydra
 from tconvseg.restore import rebuild_system, resolve_checkpoint
 from tconvseg.system import SegmentationSystem
+from tconvseg.tiling import tiling_options
 from tconvseg.tta import tta_options
 
 log = logging.getLogger(__name__)
@@ -73,7 +74,7 @@ def evaluate(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
     print_report(metrics, cfg.split, list(datamodule.info.class_names))
     report = {
         "checkpoint": str(Path(ckpt_path).resolve()), "split": cfg.split, "epoch": checkpoint.get("epoch"),
-        "tta": model.tta.record(), "holdout": datamodule.holdout_identity(), "metrics": metrics,
+        "tta": model.tta.record(), "tiling": model.inference.record(), "holdout": datamodule.holdout_identity(), "metrics": metrics,
     }
     _write_report(report, json_path)
     # pictures beside the JSON: confusion matrix (csv, png), image | truth | prediction
@@ -94,7 +95,8 @@ def _restored_model(cfg: DictConfig, checkpoint: dict, ckpt_path: str, datamodul
     if from_checkpoint:
         log.info("Using the model config stored in the checkpoint (model_from_checkpoint=true)")
     trusted = list(cfg.get("trusted_targets") or [])
-    return rebuild_system(checkpoint, ckpt_path, datamodule.info, trusted=trusted, model_cfg=None if from_checkpoint else cfg.model, tta=tta)
+    model_cfg = None if from_checkpoint else cfg.model
+    return rebuild_system(checkpoint, ckpt_path, datamodule.info, trusted=trusted, model_cfg=model_cfg, tta=tta, tiling=tiling_options(cfg))
 
 
 def _write_report(report: dict[str, Any], json_path: Path) -> None:

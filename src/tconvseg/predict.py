@@ -24,13 +24,15 @@ from rich.console import Console
 from torch.utils.data import DataLoader
 
 from tconvseg.builders import build_group, build_trainer
+from tconvseg.checkpoints import atomic_save_image
 from tconvseg.data.errors import DatasetError
-from tconvseg.data.images import ImageFilesDataset, SameSizeBatchSampler, collate_images, list_images
+from tconvseg.data.images import DEFAULT_MAX_IMAGE_PIXELS, ImageFilesDataset, SameSizeBatchSampler, collate_images, list_images
 from tconvseg.data.info import DatasetInfo
 from tconvseg.data.transforms import IMAGENET_MEAN, IMAGENET_STD, eval_transforms
 from tconvseg.entry import run_hydra
 from tconvseg.restore import restore
 from tconvseg.system import SegmentationSystem
+from tconvseg.tiling import tiling_options
 from tconvseg.tta import tta_options
 from tconvseg.visualize import denormalize, legend, overlay, palette_png
 
@@ -56,7 +58,7 @@ class SegmentationWriter(BasePredictionWriter):
     def on_predict_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self.output_dir.mkdir(parents=True, exist_ok=True)
         if trainer.is_global_zero:
-            legend(self.info).save(self.output_dir / "legend.png")
+            atomic_save_image(legend(self.info), self.output_dir / "legend.png")
 
     def write_on_batch_end(
         self, trainer: L.Trainer, pl_module: L.LightningModule, prediction: Any, batch_indices: Sequence[int] | None,
@@ -67,9 +69,10 @@ class SegmentationWriter(BasePredictionWriter):
             return
         for path, image, labels in zip(batch["paths"], batch["images"], prediction.cpu()):
             stem = Path(path).stem
-            palette_png(labels, self.info).save(self.output_dir / f"{stem}.png")
+            # each file appears whole or not at all: an interrupted predict leaves no truncated mask or overlay
+            atomic_save_image(palette_png(labels, self.info), self.output_dir / f"{stem}.png")
             blended = overlay(denormalize(image, self.mean, self.std), labels, self.info, self.alpha)
-            Image.fromarray(blended).save(self.output_dir / f"{stem}_overlay.jpg", quality=90)
+            atomic_save_image(Image.fromarray(blended), self.output_dir / f"{stem}_overlay.jpg", quality=90)
             self.written.append(stem)
 
 
@@ -102,6 +105,10 @@ def predict(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
     if scale is not None and not (isinstance(scale, (int, float)) and scale > 0):
         raise ValueError(f"scale={scale!r} is invalid; expected a factor > 0 (e.g. scale=0.5), or null for each image's own size")
     tta_options(cfg)  # checked before the images and the checkpoint are read
+    tiling_options(cfg)
+    max_pixels = cfg.get("max_image_pixels", DEFAULT_MAX_IMAGE_PIXELS)
+    if isinstance(max_pixels, bool) or not isinstance(max_pixels, int) or max_pixels < 1:
+        raise ValueError(f"max_image_pixels={max_pixels!r} is invalid; expected a positive number of pixels (default {DEFAULT_MAX_IMAGE_PIXELS})")
     torch.set_float32_matmul_precision(cfg.get("float32_matmul_precision", "high"))
     files = list_images(str(cfg.input))
     restored = restore(cfg)  # with the test-time augmentation of cfg.tta / cfg.tta_scales
@@ -110,7 +117,7 @@ def predict(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
     options = cfg.data.get("eval_transforms")
     options = OmegaConf.to_container(options) if options else {}
     mean, std = options.get("mean", IMAGENET_MEAN), options.get("std", IMAGENET_STD)  # type: ignore[union-attr]
-    dataset = ImageFilesDataset(files, eval_transforms(scale=scale, mean=mean, std=std), on_error=cfg.on_error)
+    dataset = ImageFilesDataset(files, eval_transforms(scale=scale, mean=mean, std=std), on_error=cfg.on_error, max_pixels=max_pixels)
     if not len(dataset):
         raise DatasetError(f"input={cfg.input}: none of its {len(files)} image(s) could be read: {dataset.failed[:3]}")
     loader = DataLoader(

@@ -29,6 +29,7 @@ from tconvseg.checkpoints import (
 )
 from tconvseg.data.info import DatasetInfo, dataset_info, synthetic_info, voc_colormap
 from tconvseg.system import SegmentationSystem
+from tconvseg.tiling import tiling_options
 from tconvseg.tta import tta_options
 
 log = logging.getLogger(__name__)
@@ -70,13 +71,13 @@ def restore(cfg: DictConfig) -> Restored:
         raise ValueError(f"checkpoint {path} holds no model config ({CKPT_MODEL_CONFIG!r}); expected a checkpoint written by tconvseg-train")
     info = class_info(checkpoint, cfg, path)
     tta = dict(zip(("mode", "scales"), tta_options(cfg)))  # none unless the entry point's config asks
-    system = rebuild_system(checkpoint, path, info, trusted=list(cfg.get("trusted_targets") or []), tta=tta)
+    system = rebuild_system(checkpoint, path, info, trusted=list(cfg.get("trusted_targets") or []), tta=tta, tiling=tiling_options(cfg))
     return Restored(system.eval(), info, path, checkpoint)
 
 
 def rebuild_system(
     checkpoint: dict[str, Any], path: str, info: DatasetInfo, *, trusted: Sequence[str] = (), model_cfg: DictConfig | None = None,
-    tta: dict[str, Any] | None = None,
+    tta: dict[str, Any] | None = None, tiling: dict[str, Any] | None = None,
 ) -> SegmentationSystem:
     """The checkpoint's system with its weights loaded, for the classes of ``info``.
 
@@ -95,7 +96,7 @@ def rebuild_system(
             raise ValueError(f"checkpoint {path} holds no model config ({CKPT_MODEL_CONFIG!r}); expected a checkpoint written by tconvseg-train")
         check_targets(stored, path, trusted=trusted)
         model_cfg = OmegaConf.create(disable_weight_downloads(stored))
-    system = build_system(model_cfg, info, tta=tta)
+    system = build_system(model_cfg, info, tta=tta, tiling=tiling)
     load_weights(system, checkpoint, path)
     return system
 

@@ -20,6 +20,7 @@ from torchmetrics import MeanMetric
 
 from tconvseg.losses import CrossEntropy
 from tconvseg.metrics import SegmentationMetrics
+from tconvseg.tiling import TiledInference
 from tconvseg.tta import TestTimeAugmentation
 
 Stage = Literal["train", "val", "test"]
@@ -52,6 +53,8 @@ class SegmentationSystem(L.LightningModule):
         tta: the test-time augmentation of the test and predict steps: ``{"mode": ..., "scales": [...]}``
             (:class:`~tconvseg.tta.TestTimeAugmentation`; ``None``: none). Built once into ``self.tta``;
             an evaluation choice, so it is not saved with the hyperparameters.
+        tiling: how test and predict steps tile large images: ``{"tiles", "overlap", "margin", "max_pixels"}``
+            (:class:`~tconvseg.tiling.TiledInference`, around the TTA; ``None``: whole images). Not saved either.
 
     Batches are ``(images (N, C, H, W) float, masks (N, H', W') int64)``. When the masks are
     larger than the images (scoring at full label resolution), logits are resized to the mask
@@ -74,9 +77,10 @@ class SegmentationSystem(L.LightningModule):
         channels_last: bool = False,
         compile: bool | Mapping[str, Any] = False,
         tta: Mapping[str, Any] | None = None,
+        tiling: Mapping[str, Any] | None = None,
     ) -> None:
         super().__init__()
-        self.save_hyperparameters(ignore=["net", "optimizer", "scheduler", "loss", "class_weights", "tta"], logger=False)
+        self.save_hyperparameters(ignore=["net", "optimizer", "scheduler", "loss", "class_weights", "tta", "tiling"], logger=False)
         self.net = net
         self.optimizer_factory = optimizer
         self.scheduler_factory = scheduler
@@ -84,6 +88,7 @@ class SegmentationSystem(L.LightningModule):
         self.ignore_index = ignore_index
         self.aux_weight = aux_weight
         self.tta = TestTimeAugmentation(self, **dict(tta or {}))
+        self.inference = TiledInference(self.tta, **dict(tiling or {}))  # what test and predict steps run
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         self.net.to(memory_format=self.memory_format)
         self.compile_options = (dict(compile) if isinstance(compile, Mapping) else {}) if compile else None
@@ -125,7 +130,7 @@ class SegmentationSystem(L.LightningModule):
         if stage == "train" and with_aux is not None:
             main, aux = with_aux(images.contiguous(memory_format=self.memory_format))
         elif stage == "test":
-            main, aux = self.tta(images), []
+            main, aux = self.inference(images), []
         else:
             main, aux = self(images), []
         logits = self._logits_at_label_size(main, masks)
@@ -161,7 +166,7 @@ class SegmentationSystem(L.LightningModule):
     def predict_step(self, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> torch.Tensor:
         """Label maps ``(N, H, W)`` int64 at the input images' size."""
         images = batch[0] if isinstance(batch, (tuple, list)) else batch
-        return self.tta(images).argmax(dim=1)
+        return self.inference(images).argmax(dim=1)
 
     def _metrics(self, stage: Stage) -> SegmentationMetrics:
         return getattr(self, f"{stage}_metrics")

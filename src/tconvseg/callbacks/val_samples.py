@@ -45,7 +45,7 @@ def model_samples(system: SegmentationSystem, dataset: SegmentationDataset, coun
     try:
         for index in range(min(count, len(dataset))):
             image, truth = dataset[index]
-            logits = system.tta(image[None].to(system.device))
+            logits = system.inference(image[None].to(system.device))
             if logits.shape[-2:] != truth.shape[-2:]:
                 logits = F.interpolate(logits, size=truth.shape[-2:], mode="bilinear", align_corners=False)
             rows += sample_rows(image[None], truth[None], logits.argmax(dim=1).cpu(), dataset.info, mean, std)

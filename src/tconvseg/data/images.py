@@ -10,6 +10,7 @@ from __future__ import annotations
 import glob
 from collections import defaultdict
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Literal
 
@@ -68,6 +69,32 @@ def read_size(path: Path) -> tuple[int, int]:
     return height, width
 
 
+#: PIL's own limit (``Image.MAX_IMAGE_PIXELS``): past it PIL warns, past twice it refuses a decompression bomb.
+DEFAULT_MAX_IMAGE_PIXELS = 178_956_970
+
+
+def check_pixels(path: Path, size: tuple[int, int], max_pixels: int) -> None:
+    """Refuse an image above ``max_pixels`` from its header size, naming the file, its size and the option."""
+    height, width = size
+    if height * width > max_pixels:
+        raise DatasetError(
+            f"{path} is {width}x{height} = {height * width:,} pixels, above max_image_pixels={max_pixels:,}; expected a smaller "
+            f"image (a file this large may be a decompression bomb). Raise max_image_pixels to read it (tiles=auto keeps the "
+            f"network's memory bounded), or on_error=skip to leave it out."
+        )
+
+
+@contextmanager
+def _pil_limit(max_pixels: int) -> Iterator[None]:
+    """PIL's bomb guard at twice ``max_pixels`` while decoding (the size was checked against ``max_pixels`` already)."""
+    before = Image.MAX_IMAGE_PIXELS
+    Image.MAX_IMAGE_PIXELS = max_pixels
+    try:
+        yield
+    finally:
+        Image.MAX_IMAGE_PIXELS = before
+
+
 class ImageFilesDataset(Dataset[dict[str, Any]]):
     """Item ``i``: ``{"image": float32 (3, H, W) after transforms, "path": str}``, or ``{"error": message, "path": str}``.
 
@@ -76,16 +103,20 @@ class ImageFilesDataset(Dataset[dict[str, Any]]):
     and listed in ``failed`` as ``(path, message)``.
     """
 
-    def __init__(self, files: list[Path], transforms: Transforms | None = None, on_error: OnError = "stop") -> None:
+    def __init__(
+        self, files: list[Path], transforms: Transforms | None = None, on_error: OnError = "stop", max_pixels: int | None = None,
+    ) -> None:
         if on_error not in ("stop", "skip"):
             raise ValueError(f"on_error={on_error!r} is invalid; expected stop or skip")
         self.transforms, self.on_error = transforms, on_error
+        self.max_pixels = DEFAULT_MAX_IMAGE_PIXELS if max_pixels is None else max_pixels
         self.files: list[Path] = []
         self.sizes: list[tuple[int, int]] = []
         self.failed: list[tuple[str, str]] = []
         for file in files:
             try:
                 size = read_size(file)
+                check_pixels(file, size, self.max_pixels)
             except DatasetError as err:
                 if on_error == "stop":
                     raise
@@ -100,7 +131,8 @@ class ImageFilesDataset(Dataset[dict[str, Any]]):
     def __getitem__(self, index: int) -> dict[str, Any]:
         path = self.files[index]
         try:
-            image = load_image(path)
+            with _pil_limit(self.max_pixels):
+                image = load_image(path)
         except DatasetError as err:
             if self.on_error == "stop":
                 raise
