@@ -63,7 +63,8 @@ def main() -> None:
         for mp in sorted(args.megapixels):
             image = make_image(folder, mp)
             for tiles in args.tiles:
-                seconds, peak, status = run(args.ckpt, image, tiles, folder / f"out_{mp:g}_{''.join(c for c in tiles if c.isalnum())}", args.data, args.timeout)
+                out = folder / f"out_{mp:g}_{''.join(c for c in tiles if c.isalnum())}"  # no brackets: it is a Hydra override
+                seconds, peak, status = run(args.ckpt, image, tiles, out, args.data, args.timeout)
                 rate = f"{1 / float(seconds):.3f}" if status == "ok" else "–"
                 table.add_row(f"{mp:g}", tiles, seconds, rate, peak, status)
     Console(width=200).print(table)
