@@ -1,6 +1,9 @@
-"""How the Hydra entry points start: the packaged configs, plus a user's own folder.
+"""How the Hydra entry points start: the project's configs, plus a user's own folder.
 
-Configs ship inside the package (``tconvseg/configs``), so a non-editable ``pip install .`` works.
+The configs live in the repository's top-level ``configs/`` (where users of Hydra templates look for
+them, and the one place they are edited). The wheel's build maps that folder to ``tconvseg/configs``
+(``[tool.hatch.build.targets.wheel.force-include]`` in pyproject.toml), so a non-editable
+``pip install .`` carries them; an editable install or a checkout reads the top-level folder itself.
 A user's folder joins the search path with Hydra's ``--config-dir DIR`` or, equivalently,
 ``$TCONVSEG_CONFIG_DIR``: its files add options (``model=my_model``) or shadow packaged ones.
 """
@@ -21,8 +24,26 @@ from omegaconf import DictConfig
 
 from tconvseg.cluster import register_resolvers
 
-#: The packaged Hydra configs (train.yaml, eval.yaml and the groups).
-CONFIG_DIR = Path(__file__).resolve().parent / "configs"
+
+def find_config_dir(package_dir: Path) -> Path:
+    """The Hydra configs: ``<package>/configs`` in an installed wheel, else the checkout's top-level ``configs/``.
+
+    Raises:
+        FileNotFoundError: neither exists (a copy of the package without its configs), naming both places.
+    """
+    packaged = package_dir / "configs"           # a wheel: the build put them here
+    checkout = package_dir.parents[1] / "configs"  # src/tconvseg -> the repository root
+    for candidate in (packaged, checkout):
+        if (candidate / "train.yaml").is_file():
+            return candidate
+    raise FileNotFoundError(
+        f"tconvseg's Hydra configs are missing: neither {packaged} (an installed wheel) nor {checkout} (a checkout) "
+        "holds train.yaml. Expected an install built from the repository (pip install . / pip install -e .)."
+    )
+
+
+#: The project's Hydra configs (train.yaml, eval.yaml and the groups).
+CONFIG_DIR = find_config_dir(Path(__file__).resolve().parent)
 #: Environment variable naming a folder of the user's own configs.
 USER_CONFIG_ENV = "TCONVSEG_CONFIG_DIR"
 
