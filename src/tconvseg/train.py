@@ -16,7 +16,7 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from tconvseg.builders import build_datamodule, build_group, build_system, build_trainer, class_weights_for
-from tconvseg.callbacks import StopOnNonFinite, StoreRunInfo, TimeBudget, finished_budget, process_started_at
+from tconvseg.callbacks import LogRunToTrackers, StopOnNonFinite, StoreRunInfo, TimeBudget, finished_budget, process_started_at
 from tconvseg.checkpoints import (
     CKPT_RUN_IDENTITY,
     describe_identity,
@@ -105,7 +105,12 @@ def _resume_into_its_folder(cfg: DictConfig, identity: dict[str, Any]) -> str | 
 
 def _build_trainer(cfg: DictConfig, identity: dict[str, Any], started_at: float) -> L.Trainer:
     """The Trainer with the configured callbacks and loggers, plus the ones every run has; the time budget's clock set."""
-    callbacks = [*build_group(cfg.get("callbacks")), StoreRunInfo(_container(cfg.model), identity), StopOnNonFinite()]
+    callbacks = [
+        *build_group(cfg.get("callbacks")),
+        StoreRunInfo(_container(cfg.model), identity),
+        StopOnNonFinite(),
+        LogRunToTrackers(_container(cfg), list(cfg.get("tags") or []), cfg.paths.output_dir),
+    ]
     for callback in callbacks:
         if isinstance(callback, TimeBudget):
             callback.start_clock(started_at)

@@ -1,6 +1,7 @@
 """Every Lightning callback of tconvseg, one file each; ``configs/callbacks/*.yaml`` point here.
 
 - :class:`StoreRunInfo` (always added by ``train``): the model config and run identity in every checkpoint.
+- :class:`LogRunToTrackers` (always added): config, tags, run folder and checkpoint paths to MLflow / W&B loggers.
 - :class:`StopOnNonFinite` (always added): a NaN / infinite loss or gradient stops training, naming the step.
 - :class:`EMAWeights` (``callbacks=[default,ema]``): Lightning's weight averaging.
 - :class:`TimeBudget` (``callbacks.time_budget``): a learning rate keyed on elapsed time and a stop inside a
@@ -15,6 +16,7 @@ from .ema import EMAWeights
 from .non_finite import NonFiniteError, StopOnNonFinite
 from .run_info import StoreRunInfo
 from .time_budget import STATE_KEY, TimeBudget, finished_budget, process_started_at
+from .trackers import LogRunToTrackers
 from .transform_phase import TrainTransformPhase
 from .val_samples import ValSamples
 
@@ -22,6 +24,7 @@ __all__ = [
     "STATE_KEY",
     "ConfusionMatrixRecorder",
     "EMAWeights",
+    "LogRunToTrackers",
     "NonFiniteError",
     "StopOnNonFinite",
     "StoreRunInfo",

@@ -1,6 +1,7 @@
 """ValSamples (``+callbacks=val_samples``): every ``every_n_epochs`` epochs, an image | truth | prediction
-grid of the first ``num_samples`` val items, written to ``<run dir>/val_samples/epoch<NNN>.png`` and, with
-a TensorBoard logger, as the image ``val/samples``. Only global rank zero draws and writes."""
+grid of the first ``num_samples`` val items, written to ``<run dir>/val_samples/epoch<NNN>.png`` and sent to
+each logger that shows pictures: TensorBoard and W&B as the image ``val/samples``, MLflow as an artifact in
+``val_samples/``. Only global rank zero draws and writes."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ import torch.nn.functional as F
 from lightning.pytorch.loggers import TensorBoardLogger
 from torchvision.transforms import v2
 
+from tconvseg.callbacks.trackers import log_picture
 from tconvseg.data.base import SegmentationDataset
 from tconvseg.system import SegmentationSystem
 from tconvseg.visualize import grid, sample_rows
@@ -81,3 +83,5 @@ class ValSamples(L.Callback):
         for logger in trainer.loggers:
             if isinstance(logger, TensorBoardLogger):
                 logger.experiment.add_image("val/samples", np.asarray(picture), trainer.global_step, dataformats="HWC")
+            else:
+                log_picture(logger, path, "val/samples", trainer.global_step)
