@@ -135,7 +135,8 @@ def train_transforms(
         grayscale: probability of ``v2.RandomGrayscale``; ``None`` = off.
         noise: standard deviation of additive Gaussian noise on the [0, 1] image (``v2.GaussianNoise``,
             clipped); ``None`` = off.
-        mean, std: per-channel normalisation after scaling to [0, 1]; ``None`` skips it.
+        mean: per-channel mean of the normalisation after scaling to [0, 1]; ``None`` skips it.
+        std: per-channel standard deviation of the normalisation; ``None`` skips it.
 
     Returns:
         A ``v2.Compose`` called as ``t(image, mask)``.
@@ -181,11 +182,13 @@ def eval_transforms(
     """Deterministic evaluation pipeline: optional resize, then normalise.
 
     Args:
-        scale / size: as in :func:`train_transforms` (no randomness here).
+        scale: as in :func:`train_transforms` (no randomness here).
+        size: as in :func:`train_transforms`.
         resize_mask: when False only the image is resized and the mask keeps the label resolution;
             the model's logits must then be upsampled to the mask size before scoring. Only batchable
             when all labels share one size (CamVid), otherwise keep True.
-        mean, std: as in :func:`train_transforms`.
+        mean: as in :func:`train_transforms`.
+        std: as in :func:`train_transforms`.
     """
     if scale is not None and size is not None:
         raise ValueError(f"transform options scale={scale!r} and size={size!r} are exclusive; give at most one")
