@@ -147,8 +147,10 @@ class TiledInference:
                     total[0, :, r0:r1, c0:c1] += p * window
                     weight_sum[r0:r1, c0:c1] += window
         assert total is not None
-        probs = total / weight_sum  # every pixel has a positive weight (check_tiling)
-        return probs.clamp_min(torch.finfo(torch.float32).tiny).log()
+        # In place: at 100 megapixels each (1, K, H, W) float32 copy is K * 400 MB, the largest buffer of the run.
+        total.div_(weight_sum)  # every pixel has a positive weight (check_tiling)
+        del weight_sum
+        return total.clamp_min_(torch.finfo(torch.float32).tiny).log_()
 
 
 def tiling_options(options: Any) -> dict[str, Any]:
