@@ -20,7 +20,7 @@ state leaks between rows:
   or ``max_memory_allocated`` (CUDA).
 
 ``--reference`` also times the from-scratch reference transposed conv against torch's. ``--loop``
-compares the training loop with the model step alone (:mod:`tconvseg.loop_benchmark`).
+compares the training loop with the model step alone (`tconvseg.loop_benchmark`).
 
 Ratios in parentheses are to the best peer (torchvision model): the peer run with the highest val
 mIoU, else the peer with the fastest training. No speed target is asserted anywhere.
@@ -148,7 +148,7 @@ def _peak_mib(device: torch.device) -> float | None:
 
 
 def measure_isolated(model_cfg: dict[str, Any], num_classes: int, opts: dict[str, Any]) -> dict[str, float | None]:
-    """:func:`measure` in a fresh (spawned) process."""
+    """`measure` in a fresh (spawned) process."""
     with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn")) as pool:
         return pool.submit(measure, model_cfg, num_classes, opts).result()
 

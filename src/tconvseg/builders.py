@@ -44,7 +44,7 @@ def class_weights_for(model_cfg: DictConfig | dict, datamodule: SegmentationData
     """The loss weights ``model.class_weighting`` asks for, for training on ``datamodule``.
 
     ``median_frequency``: computed from the data module's train masks; a list: as given (checked by
-    :func:`build_system`); ``null``: none.
+    `build_system`); ``null``: none.
     """
     weighting = model_options(model_cfg).get("class_weighting")
     if weighting == "median_frequency":
@@ -59,11 +59,11 @@ def build_system(
     """The training system from a ``model`` config, for the classes of ``info``.
 
     ``class_weights`` (``(K,)``) are the loss weights; the caller computes them
-    (:func:`class_weights_for`). Without them a listed ``class_weighting`` is used as given, and
+    (`class_weights_for`). Without them a listed ``class_weighting`` is used as given, and
     ``median_frequency`` leaves them to the checkpoint the system is then loaded from (evaluation).
     ``class_weighting`` is checked either way. ``tta`` (``{"mode", "scales"}``) is the test-time
     augmentation of the system's test / predict steps, ``tiling`` how they tile large images. A config read from a checkpoint must pass
-    :func:`tconvseg.checkpoints.check_targets` first.
+    `tconvseg.checkpoints.check_targets` first.
     """
     options = model_options(model_cfg)
     weighting = options.pop("class_weighting", None)
@@ -125,6 +125,6 @@ def build_group(cfg: DictConfig | None, group: str = "callbacks") -> list[Any]:
 def build_trainer(cfg: DictConfig, **kwargs: Any) -> L.Trainer:
     """The Lightning Trainer of ``cfg.trainer``; checkpoints are written atomically and read as data only.
 
-    Under SLURM it also gets Lightning's SLURM environment with auto-requeue (see :mod:`tconvseg.cluster`).
+    Under SLURM it also gets Lightning's SLURM environment with auto-requeue (see `tconvseg.cluster`).
     """
     return instantiate(cfg.trainer, plugins=[AtomicCheckpointIO(), *cluster_plugins()], **kwargs)

@@ -2,8 +2,8 @@
 
 Trust model: a checkpoint is data, never code. Every load uses ``torch.load(weights_only=True)``
 (the project's own keys are plain containers, strings, numbers and tensors), and the model config
-stored inside a checkpoint is instantiated only after :func:`check_targets` has vetted every
-``_target_`` in it against :data:`ALLOWED_TARGETS`.
+stored inside a checkpoint is instantiated only after `check_targets` has vetted every
+``_target_`` in it against `ALLOWED_TARGETS`.
 """
 
 from __future__ import annotations
@@ -25,14 +25,14 @@ log = logging.getLogger(__name__)
 
 #: Key under which the training run's model config is stored inside each checkpoint.
 CKPT_MODEL_CONFIG = "tconvseg_model_config"
-#: Key under which the run's identity (experiment, model, data) is stored; see :func:`run_identity`.
+#: Key under which the run's identity (experiment, model, data) is stored; see `run_identity`.
 CKPT_RUN_IDENTITY = "tconvseg_run"
 
 #: Modules whose callables a checkpoint's stored model config may name, with the kind of object
 #: each may resolve to (``None``: any function or class defined in that module tree). Builders of
 #: networks, losses, schedules and the training system; torch modules and optimizers as classes
 #: only. Nothing here reads or writes files, starts processes or downloads (encoder weights named
-#: in a stored config are switched off by :func:`disable_weight_downloads`).
+#: in a stored config are switched off by `disable_weight_downloads`).
 ALLOWED_TARGETS: dict[str, type | None] = {
     "tconvseg.nn": None,
     "tconvseg.peers": None,  # torchvision segmentation models, random init, no downloads
@@ -95,7 +95,7 @@ def _allowed(path: str, trusted: Sequence[str] = ()) -> bool:
 
 
 def check_targets(config: Any, source: str, trusted: Sequence[str] = ()) -> None:
-    """Refuse a stored config that names a callable outside :data:`ALLOWED_TARGETS`.
+    """Refuse a stored config that names a callable outside `ALLOWED_TARGETS`.
 
     ``trusted``: extra module prefixes the user vouches for (their own decoder package).
     Also refuses OmegaConf interpolations (``${...}``): a stored config was saved resolved, so an

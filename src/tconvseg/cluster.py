@@ -5,7 +5,7 @@ The run folder's name comes from the ``${tconvseg.run_name:}`` resolver (see ``c
 * under SLURM (``srun``), ``slurm-<job id>.<step id>`` (``slurm-<array job id>_<task id>.<step id>``
   for array tasks): the same for every task of the job step and for the job after a requeue (its
   steps are numbered from 0 again), so the requeued job finds its own checkpoints and
-  :func:`requeued_checkpoint` resumes from them, while two ``srun`` runs in one job stay apart;
+  `requeued_checkpoint` resumes from them, while two ``srun`` runs in one job stay apart;
 * under ``torchrun`` with a rendezvous id (``--rdzv-id``, or ``--standalone``), ``torchrun-<id>``:
   the same for every rank;
 * otherwise ``<YYYY-mm-dd_HH-MM-SS>_<6 hex digits>``: unique even for runs started in the same second.
@@ -70,7 +70,7 @@ def register_resolvers() -> None:
 
 
 def cluster_plugins() -> list[Any]:
-    """Trainer plugins for the cluster this process runs on: SLURM's auto-requeue on :data:`REQUEUE_SIGNAL`."""
+    """Trainer plugins for the cluster this process runs on: SLURM's auto-requeue on `REQUEUE_SIGNAL`."""
     if on_slurm():
         return [SLURMEnvironment(auto_requeue=True, requeue_signal=REQUEUE_SIGNAL)]
     return []
@@ -79,7 +79,7 @@ def cluster_plugins() -> list[Any]:
 def requeued_checkpoint(run_dir: str | os.PathLike[str], identity: dict[str, Any]) -> str | None:
     """The checkpoint a requeued SLURM job resumes from: the furthest of its run folder's own checkpoints.
 
-    Candidates are Lightning's ``hpc_ckpt_<n>.ckpt`` (written on :data:`REQUEUE_SIGNAL`) and
+    Candidates are Lightning's ``hpc_ckpt_<n>.ckpt`` (written on `REQUEUE_SIGNAL`) and
     ``checkpoints/last*.ckpt`` (written after epochs); unreadable files are skipped with a warning.
     ``None`` outside SLURM or when the folder holds none (the job's first start).
 

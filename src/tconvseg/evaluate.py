@@ -121,7 +121,7 @@ def holdout_from_checkpoint(cfg: DictConfig, checkpoint: dict, ckpt_path: str) -
 
     So ``split=holdout`` scores exactly the groups the run held out, and ``split=train`` what it trained on,
     without repeating the split options. A config that sets ``data.holdout`` itself is returned as it is
-    (:func:`_check_holdout_matches` then compares the two).
+    (`_check_holdout_matches` then compares the two).
     """
     stored = _stored_holdout(checkpoint)
     if stored is None or OmegaConf.select(cfg, "data.holdout") is not None:

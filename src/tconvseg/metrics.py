@@ -13,7 +13,7 @@ class SegmentationMetrics(MetricCollection):
     """Per-class IoU, mIoU, pixel accuracy and mean class accuracy.
 
     ``update(preds (N, H, W) int64, target (N, H, W) int64)``; pixels equal to ``ignore_index``
-    are left out. :meth:`summary` turns ``compute()`` into a flat dict of floats:
+    are left out. `summary` turns ``compute()`` into a flat dict of floats:
     ``mIoU``, ``pixel_acc``, ``mean_class_acc`` and ``IoU/<class name>``. Classes that appear in
     neither predictions nor targets have IoU NaN and are left out of the mean.
     """

@@ -1,6 +1,6 @@
 """torchvision's segmentation models as peers in the same harness (same system, data, recipe, budget).
 
-They live outside :mod:`tconvseg.nn` because they restore resolution with ``F.interpolate``, which
+They live outside `tconvseg.nn` because they restore resolution with ``F.interpolate``, which
 the project's own networks never do. Random init only: no weights are downloaded.
 """
 
@@ -40,7 +40,7 @@ def torchvision_peer(name: str, num_classes: int, *, encoder: Any = None, aux_st
     """``torchvision.models.segmentation.<name>`` with random weights (backbone included), wrapped.
 
     Args:
-        name: one of :data:`PEERS`.
+        name: one of `PEERS`.
         num_classes: ``K``.
         encoder, aux_stages: the shared model config's network keys; a peer brings its own backbone
             and has no aux heads here, so they must stay ``null`` / ``[]``.

@@ -77,7 +77,7 @@ class SegmentationWriter(BasePredictionWriter):
 
 
 class _Predictor(L.LightningModule):
-    """Feeds the image batches of :func:`collate_images` to the system's predict step (its TTA included)."""
+    """Feeds the image batches of `collate_images` to the system's predict step (its TTA included)."""
 
     def __init__(self, system: SegmentationSystem) -> None:
         super().__init__()

@@ -2,7 +2,7 @@
 ``tconvseg-export``.
 
 Same trust model as evaluation: the checkpoint is read with ``weights_only=True``, the model config
-stored in it is vetted by :func:`~tconvseg.checkpoints.check_targets` before anything is built, and
+stored in it is vetted by `tconvseg.checkpoints.check_targets` before anything is built, and
 pretrained-weight downloads named in it are switched off (the checkpoint's tensors replace them).
 """
 
@@ -82,13 +82,13 @@ def rebuild_system(
     """The checkpoint's system with its weights loaded, for the classes of ``info``.
 
     The network comes from the model config stored in the checkpoint (vetted by
-    :func:`~tconvseg.checkpoints.check_targets` against the allowlist and ``trusted``, pretrained-weight
+    `tconvseg.checkpoints.check_targets` against the allowlist and ``trusted``, pretrained-weight
     downloads switched off), or from ``model_cfg`` when given (``model_from_checkpoint=false``). Class
     weights come from the checkpoint; ``tta`` (``{"mode", "scales"}``) is the test-time augmentation.
 
     Raises:
         ValueError: no stored model config and no ``model_cfg``, a target outside the allowlist, or
-            weights that do not fit the network (explained, see :func:`load_weights`).
+            weights that do not fit the network (explained, see `load_weights`).
     """
     if model_cfg is None:
         stored = checkpoint.get(CKPT_MODEL_CONFIG)
@@ -126,7 +126,7 @@ def load_weights(system: SegmentationSystem, checkpoint: dict, path: str) -> Non
 
 
 def class_info(checkpoint: dict[str, Any], cfg: DictConfig, path: str) -> DatasetInfo:
-    """The :class:`DatasetInfo` of the classes the checkpoint predicts (see :func:`restore`)."""
+    """The `DatasetInfo` of the classes the checkpoint predicts (see `restore`)."""
     hparams = checkpoint.get("hyper_parameters", {})
     num_classes = hparams.get("num_classes")
     trained_on = (checkpoint.get(CKPT_RUN_IDENTITY) or {}).get("data", {}).get("info")

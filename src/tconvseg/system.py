@@ -30,13 +30,13 @@ class SegmentationSystem(L.LightningModule):
     """Train / validate / test / predict a model whose contract is ``(N, C, H, W) -> (N, K, H, W)``.
 
     Args:
-        net: the segmentation network (e.g. :class:`tconvseg.nn.FCN`). When it has
+        net: the segmentation network (e.g. `tconvseg.nn.FCN`). When it has
             ``forward_with_aux`` (auxiliary heads), training adds ``aux_weight`` times the loss of
             each auxiliary output; validation, test and prediction use the main output only.
         optimizer: partial taking ``params``.
         scheduler: partial taking ``optimizer`` (and ``total_steps``, filled from the trainer,
             if it has such a parameter); stepped every optimizer step. ``None`` for none.
-        loss: partial taking ``weight`` and ``ignore_index`` (see :mod:`tconvseg.losses`);
+        loss: partial taking ``weight`` and ``ignore_index`` (see `tconvseg.losses`);
             ``None``: weighted cross-entropy.
         num_classes: ``K``.
         ignore_index: label value left out of loss and metrics.
@@ -51,10 +51,10 @@ class SegmentationSystem(L.LightningModule):
             so parameter names and checkpoints are unchanged; compile time counts in the run.
 
         tta: the test-time augmentation of the test and predict steps: ``{"mode": ..., "scales": [...]}``
-            (:class:`~tconvseg.tta.TestTimeAugmentation`; ``None``: none). Built once into ``self.tta``;
+            (`tconvseg.tta.TestTimeAugmentation`; ``None``: none). Built once into ``self.tta``;
             an evaluation choice, so it is not saved with the hyperparameters.
         tiling: how test and predict steps tile large images: ``{"tiles", "overlap", "margin", "max_pixels"}``
-            (:class:`~tconvseg.tiling.TiledInference`, around the TTA; ``None``: whole images). Not saved either.
+            (`tconvseg.tiling.TiledInference`, around the TTA; ``None``: whole images). Not saved either.
 
     Batches are ``(images (N, C, H, W) float, masks (N, H', W') int64)``. When the masks are
     larger than the images (scoring at full label resolution), logits are resized to the mask

@@ -78,7 +78,7 @@ class TiledInference:
 
     Args:
         scores_fn: images ``(B, C, h, w)`` to scores ``(B, K, h, w)`` whose softmax is the class probability
-            (the network, or a :class:`~tconvseg.tta.TestTimeAugmentation`: TTA then runs on each tile).
+            (the network, or a `tconvseg.tta.TestTimeAugmentation`: TTA then runs on each tile).
         tiles: ``"none"`` (the whole image, ``scores_fn`` itself), ``"auto"`` (tiles only when an image has more
             than ``max_pixels`` pixels) or ``(h, w)``.
         overlap: pixels neighbouring tiles share.
@@ -154,7 +154,7 @@ class TiledInference:
 
 
 def tiling_options(options: Any) -> dict[str, Any]:
-    """The :class:`TiledInference` options from an entry point's config (``tiles``, ``tile_overlap``, ``tile_margin``,
+    """The `TiledInference` options from an entry point's config (``tiles``, ``tile_overlap``, ``tile_margin``,
     ``max_pixels_per_batch``), checked by building it once; whole images when the config has no ``tiles``."""
     get = options.get
     raw = get("tiles", "none")

@@ -175,7 +175,7 @@ def run_identity(cfg: DictConfig, datamodule: SegmentationDataModule) -> dict[st
     """What makes two runs "the same run": the Hydra experiment option, the network config, the data.
 
     Under ``data.holdout`` the data part names the held-out groups, and ``splits`` lists what was held
-    out (:meth:`SegmentationDataModule.split_manifest`); both reach every checkpoint.
+    out (`SegmentationDataModule.split_manifest`); both reach every checkpoint.
     """
     experiment = None
     if HydraConfig.initialized():

@@ -1,6 +1,6 @@
 """Test-time augmentation: average the class probabilities of an image's mirror image and rescaled copies.
 
-:class:`TestTimeAugmentation` wraps a network once, from the ``tta`` / ``tta_scales`` options (MMSegmentation's
+`TestTimeAugmentation` wraps a network once, from the ``tta`` / ``tta_scales`` options (MMSegmentation's
 ``SegTTAModel`` is the model); the training system's test and predict steps call it (``SegmentationSystem.tta``),
 hence ``tconvseg-eval tta=...`` and ``tconvseg-predict tta=...``.
 
@@ -26,7 +26,7 @@ DEFAULT_SCALES = (0.75, 1.0, 1.25, 1.5)
 
 
 def check_tta(mode: str) -> str:
-    """``mode`` if it is one of :data:`TTA_MODES`, else a ``ValueError`` naming the option."""
+    """``mode`` if it is one of `TTA_MODES`, else a ``ValueError`` naming the option."""
     if mode not in TTA_MODES:
         raise ValueError(f"tta={mode!r} is not a test-time augmentation; expected one of {', '.join(TTA_MODES)} (e.g. tta=flip)")
     return mode
@@ -95,7 +95,7 @@ def tta_logits(
     """Scores ``(N, K, H, W)`` whose softmax is the (augmented) class probability.
 
     ``none``: ``net(images)``. The other modes: the log of the averaged probabilities
-    (:func:`flip_probabilities`, :func:`multiscale_probabilities` over ``scales``), so the argmax,
+    (`flip_probabilities`, `multiscale_probabilities` over ``scales``), so the argmax,
     the softmax and a cross-entropy on them all see the averaged probabilities.
     """
     mode = check_tta(mode)
@@ -110,12 +110,12 @@ def tta_logits(
 class TestTimeAugmentation:
     """A network wrapped with one test-time augmentation: ``tta(images (N, C, H, W)) -> scores (N, K, H, W)``.
 
-    The scores' softmax is the averaged class probability (:func:`tta_logits`); ``mode="none"`` is the
+    The scores' softmax is the averaged class probability (`tta_logits`); ``mode="none"`` is the
     network itself. Built once, checked once: a bad mode or scale fails here, naming the option.
 
     Args:
         net: the network (or any callable from images to logits).
-        mode: one of :data:`TTA_MODES`.
+        mode: one of `TTA_MODES`.
         scales: resize factors of the multiscale modes.
     """
 

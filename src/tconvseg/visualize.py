@@ -1,7 +1,7 @@
 """Pictures of segmentations: class colours, overlays, a legend and image | truth | prediction grids.
 
 Shared by prediction (``<stem>.png``, ``<stem>_overlay.jpg``, ``legend.png``), evaluation
-(``samples_*.png``) and the training callback. Colours come from a :class:`DatasetInfo`. Arrays
+(``samples_*.png``) and the training callback. Colours come from a `DatasetInfo`. Arrays
 are numpy ``uint8``: images ``(H, W, 3)`` RGB, label maps ``(H, W)`` of class indices.
 """
 

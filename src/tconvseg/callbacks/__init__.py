@@ -1,14 +1,14 @@
 """Every Lightning callback of tconvseg, one file each; ``configs/callbacks/*.yaml`` point here.
 
-- :class:`StoreRunInfo` (always added by ``train``): the model config and run identity in every checkpoint.
-- :class:`LogRunToTrackers` (always added): config, tags, run folder and checkpoint paths to MLflow / W&B loggers.
-- :class:`StopOnNonFinite` (always added): a NaN / infinite loss or gradient stops training, naming the step.
-- :class:`EMAWeights` (``callbacks=[default,ema]``): Lightning's weight averaging.
-- :class:`TimeBudget` (``callbacks.time_budget``): a learning rate keyed on elapsed time and a stop inside a
+- `StoreRunInfo` (always added by ``train``): the model config and run identity in every checkpoint.
+- `LogRunToTrackers` (always added): config, tags, run folder and checkpoint paths to MLflow / W&B loggers.
+- `StopOnNonFinite` (always added): a NaN / infinite loss or gradient stops training, naming the step.
+- `EMAWeights` (``callbacks=[default,ema]``): Lightning's weight averaging.
+- `TimeBudget` (``callbacks.time_budget``): a learning rate keyed on elapsed time and a stop inside a
   wall-clock budget.
-- :class:`TrainTransformPhase` (``callbacks.train_phase``): other training transforms for the last part of a run.
-- :class:`ValSamples` (``+callbacks=val_samples``): image | truth | prediction grids during training.
-- :class:`ConfusionMatrixRecorder`: the test loop's confusion matrix, for the evaluation pictures.
+- `TrainTransformPhase` (``callbacks.train_phase``): other training transforms for the last part of a run.
+- `ValSamples` (``+callbacks=val_samples``): image | truth | prediction grids during training.
+- `ConfusionMatrixRecorder`: the test loop's confusion matrix, for the evaluation pictures.
 """
 
 from .confusion import ConfusionMatrixRecorder, write_eval_pictures

@@ -9,7 +9,7 @@ from lightning.pytorch.callbacks import EMAWeightAveraging
 
 
 class EMAWeights(EMAWeightAveraging):
-    """Lightning's :class:`EMAWeightAveraging`; after fitting, a checkpoint is used as it is saved.
+    """Lightning's `EMAWeightAveraging`; after fitting, a checkpoint is used as it is saved.
 
     Lightning's callback keeps its averaged model after ``fit``. When ``train(cfg)`` then validates
     or tests the best checkpoint with the same trainer, the stock callback loads the checkpoint's raw

@@ -2,14 +2,14 @@
 the final validation and checkpoint inside the budget.
 
 An epoch-keyed schedule decays on time only on the machine it was tuned on: on a slower one the
-``max_time`` cap cuts training before the learning rate has come down. :class:`TimeBudget` keys the
+``max_time`` cap cuts training before the learning rate has come down. `TimeBudget` keys the
 schedule on the fraction of the budget already spent, so the decay completes at the stop whatever
 the machine's speed, and the number of steps is whatever the machine manages.
 
 The budget clock starts when ``train(cfg)`` starts, or at the ``started_at`` it is given: the
 command line (``tconvseg-train`` / ``scripts/train.py``) passes the process's own start (Linux,
-:func:`process_started_at`), so imports and Hydra's start-up count too. ``train`` hands the start to
-the callback (:meth:`TimeBudget.start_clock`). Data decoding, model building, the sanity check and
+`process_started_at`), so imports and Hydra's start-up count too. ``train`` hands the start to
+the callback (`TimeBudget.start_clock`). Data decoding, model building, the sanity check and
 every validation always count. Later jobs of a Hydra multirun each count from their own start.
 
 Resume: the time spent is stored in every checkpoint (the callback's state) and restored, so a
@@ -35,7 +35,7 @@ import lightning as L
 
 log = logging.getLogger(__name__)
 
-#: The key of :class:`TimeBudget`'s state in a checkpoint's ``callbacks``.
+#: The key of `TimeBudget`'s state in a checkpoint's ``callbacks``.
 STATE_KEY = "TimeBudget"
 
 def process_age() -> float:
@@ -103,7 +103,7 @@ class TimeBudget(L.Callback):
             ``train(cfg)`` re-validates the best checkpoint (``validate_best=true``).
         margin: safety factor on the measured validation cost.
         clock: seconds, monotonic; tests inject a fake one. The budget starts when the callback is
-            built, unless :meth:`start_clock` moves its start (``train`` does).
+            built, unless `start_clock` moves its start (``train`` does).
 
     The optimizer's ``initial_lr`` (set from ``lr`` at the first start, saved with the optimizer)
     is the peak LR. The model config must have no LR scheduler (``model.scheduler=null``).

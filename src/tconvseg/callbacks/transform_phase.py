@@ -3,7 +3,7 @@
 Training on small random crops is cheap per step and sees many contexts; a short phase on whole
 images at the end adapts the network (and its batch-norm statistics) to the size it is evaluated
 at. The switch is keyed on the run's progress: the fraction of the time budget spent when a
-:class:`tconvseg.callbacks.TimeBudget` runs, else the fraction of the trainer's estimated steps.
+`tconvseg.callbacks.TimeBudget` runs, else the fraction of the trainer's estimated steps.
 """
 
 from __future__ import annotations
@@ -33,10 +33,10 @@ class TrainTransformPhase(L.Callback):
 
     Args:
         start: run fraction in ``[0, 1)`` at which the phase begins.
-        train_transforms: options of :func:`tconvseg.data.transforms.train_transforms` to change,
+        train_transforms: options of `tconvseg.data.transforms.train_transforms` to change,
             e.g. ``{crop_size: null, random_scale: null}`` for whole images.
 
-    The datamodule must be a :class:`~tconvseg.data.SegmentationDataModule` without persistent
+    The datamodule must be a `tconvseg.data.SegmentationDataModule` without persistent
     loader workers (see ``set_train_transforms``). The switch is stored in checkpoints and applied
     again when a run resumes after it.
     """

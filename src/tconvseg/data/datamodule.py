@@ -2,8 +2,8 @@
 
 Hydra builds it from ``configs/data/*.yaml``: the dataset is a factory called as
 ``dataset(split=..., transforms=...)`` (a ``_partial_: true`` node), transform options are plain
-mappings fed to :func:`~tconvseg.data.transforms.train_transforms` /
-:func:`~tconvseg.data.transforms.eval_transforms`.
+mappings fed to `tconvseg.data.transforms.train_transforms` /
+`tconvseg.data.transforms.eval_transforms`.
 """
 
 from __future__ import annotations
@@ -36,10 +36,10 @@ class SegmentationDataModule(lightning.LightningDataModule):
 
     Args:
         dataset: factory ``dataset(split=..., transforms=...) -> SegmentationDataset``.
-        info: the dataset's :class:`DatasetInfo`, or its registered name (``"camvid"``, ...).
-        train_transforms: options of :func:`train_transforms` (``ignore_index`` is filled from ``info``),
+        info: the dataset's `DatasetInfo`, or its registered name (``"camvid"``, ...).
+        train_transforms: options of `train_transforms` (``ignore_index`` is filled from ``info``),
             or a ready joint transform.
-        eval_transforms: options of :func:`eval_transforms`, or a ready joint transform (val/test/predict).
+        eval_transforms: options of `eval_transforms`, or a ready joint transform (val/test/predict).
         batch_size: training batch size.
         eval_batch_size: val/test/predict batch size (default: ``batch_size``).
         num_workers: loader worker processes.
@@ -49,15 +49,15 @@ class SegmentationDataModule(lightning.LightningDataModule):
         drop_last: drop the last incomplete training batch.
         seed: seed of the training shuffle; ``None`` derives it from ``torch.initial_seed()``, which
             ``lightning.seed_everything`` sets, so seeded runs see the same order. The order of an
-            epoch depends only on the seed and the epoch number (see :class:`EpochShuffleSampler`).
+            epoch depends only on the seed and the epoch number (see `EpochShuffleSampler`).
         holdout: hold whole groups (drives) out, see
-            :class:`~tconvseg.data.holdout.GroupHoldout`: the held-out groups of the pooled splits become
+            `tconvseg.data.holdout.GroupHoldout`: the held-out groups of the pooled splits become
             the split ``"holdout"`` (the val role), the rest the train role's split; ``None``: no holdout.
         holdout_groups: the groups held out under ``holdout="sequence"`` (``GroupHoldout``'s ``groups``).
         holdout_fold: the fold held out under ``holdout="kfold"`` (``GroupHoldout``'s ``fold``).
         holdout_pool: the splits pooled before holding out (``GroupHoldout``'s ``pool``).
-        augment_on: ``"loader"`` (per item, :func:`train_transforms`, in the loader) or ``"device"`` (per batch,
-            :class:`~tconvseg.data.batch_augment.BatchAugment`, in :meth:`on_after_batch_transfer`, training only).
+        augment_on: ``"loader"`` (per item, `train_transforms`, in the loader) or ``"device"`` (per batch,
+            `tconvseg.data.batch_augment.BatchAugment`, in `on_after_batch_transfer`, training only).
         device_cache: with ``augment_on="device"``: keep the training split on the device (batches are index
             gathers): ``True``, ``False`` or ``"auto"`` (when it fits in ``device_cache_fraction`` of free memory).
     """
@@ -175,7 +175,7 @@ class SegmentationDataModule(lightning.LightningDataModule):
 
     def set_train_transforms(self, changes: Mapping[str, Any]) -> None:
         """Rebuild the training transforms with ``changes`` over the configured options; the train dataset
-        uses them from its next item (a mid-run phase change, see :class:`tconvseg.callbacks.TrainTransformPhase`).
+        uses them from its next item (a mid-run phase change, see `tconvseg.callbacks.TrainTransformPhase`).
 
         Persistent loader workers hold copies of the dataset that never see the change, so they are refused.
         """
@@ -199,7 +199,7 @@ class SegmentationDataModule(lightning.LightningDataModule):
     def prepare_data(self) -> None:
         """Build the splits of the trainer's stage, downloading them if the dataset config says so.
 
-        Lightning calls this once per node (local rank zero) before any rank's :meth:`setup`.
+        Lightning calls this once per node (local rank zero) before any rank's `setup`.
         """
         stage = self.trainer.state.fn.value if self.trainer is not None and self.trainer.state.fn else "fit"
         for role in _STAGE_ROLES.get(stage, _STAGE_ROLES["fit"]):
@@ -218,7 +218,7 @@ class SegmentationDataModule(lightning.LightningDataModule):
     def class_weights(self, method: str = "median_frequency") -> torch.Tensor:
         """Loss weights of shape ``(num_classes,)`` from the train masks at label resolution.
 
-        ``median_frequency``: see :func:`~tconvseg.data.stats.median_frequency_weights`; ``uniform``: ones.
+        ``median_frequency``: see `tconvseg.data.stats.median_frequency_weights`; ``uniform``: ones.
         """
         if method not in WEIGHT_METHODS:
             raise ValueError(f"unknown class weight method {method!r}; expected one of {WEIGHT_METHODS}")

@@ -1,4 +1,4 @@
-"""Decoding image / label files into tensors, turning every failure into a :class:`DatasetError`.
+"""Decoding image / label files into tensors, turning every failure into a `DatasetError`.
 
 Images become ``uint8`` tensors of shape ``(3, H, W)``; label maps become ``uint8`` tensors of shape
 ``(H, W)`` holding class indices (and the ignore value). Checks shared by all datasets live here too.

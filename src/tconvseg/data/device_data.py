@@ -1,8 +1,8 @@
 """Training data for ``data.augment_on=device``: raw uint8 items, and the whole split resident on the device.
 
-With the augmentation on the device (:class:`~tconvseg.data.batch_augment.BatchAugment`), the loader only
-has to deliver raw pixels. :class:`RawItems` serves them as fixed-size ``uint8`` tensors (a quarter of
-the float32 bytes to copy); :class:`DeviceCache` goes further and keeps every training pair on the
+With the augmentation on the device (`tconvseg.data.batch_augment.BatchAugment`), the loader only
+has to deliver raw pixels. `RawItems` serves them as fixed-size ``uint8`` tensors (a quarter of
+the float32 bytes to copy); `DeviceCache` goes further and keeps every training pair on the
 device, so that a batch is an index gather: the loader yields index tensors, no worker decodes or copies.
 """
 
@@ -56,7 +56,7 @@ class DeviceCache:
     """Every pair of a training split stacked as ``uint8`` tensors, moved to the training device once.
 
     Args:
-        dataset: the split; every item must have one size (else :class:`DatasetError` naming two sizes).
+        dataset: the split; every item must have one size (else `DatasetError` naming two sizes).
     """
 
     def __init__(self, dataset: SegmentationDataset) -> None:
@@ -102,7 +102,7 @@ class DeviceTraining:
     """What ``data.augment_on=device`` adds to the datamodule: the batch augmentation and the optional cache.
 
     Args:
-        spec: the ``data.train_transforms`` options (only :data:`~tconvseg.data.batch_augment.SUPPORTED` ones).
+        spec: the ``data.train_transforms`` options (only `tconvseg.data.batch_augment.SUPPORTED` ones).
         ignore_index: void label.
         cache_mode: ``data.device_cache``: ``"auto"``, ``True`` or ``False``.
         fraction: ``data.device_cache_fraction``: the share of free device memory ``auto`` may fill.

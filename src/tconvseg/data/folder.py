@@ -8,7 +8,7 @@ Expected layout under ``root``::
 
 Masks are single-channel 8-bit PNGs (mode ``L`` or ``P``) whose pixel values are class indices
 ``0..K-1`` or the ignore index. Class names, colours and the ignore index come from the config
-(``data.info``, an inline :class:`~tconvseg.data.info.DatasetInfo`).
+(``data.info``, an inline `tconvseg.data.info.DatasetInfo`).
 """
 
 from __future__ import annotations

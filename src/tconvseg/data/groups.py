@@ -4,9 +4,9 @@ Frames of one drive look alike: a model scored on frames of a drive it trained o
 remembers that street, not how it does on a new one. The helpers here read each item's group from its
 file name and build train / held-out index lists that never share a group.
 
-``SegmentationDataset.groups()`` gives one group name per item; :func:`holdout_indices` turns a list of
-held-out group names into ``(kept, held_out)`` indices, :func:`leave_one_group_out` names the group of one
-fold; :class:`~tconvseg.data.pooled.PooledView` serves the resulting subsets.
+``SegmentationDataset.groups()`` gives one group name per item; `holdout_indices` turns a list of
+held-out group names into ``(kept, held_out)`` indices, `leave_one_group_out` names the group of one
+fold; `tconvseg.data.pooled.PooledView` serves the resulting subsets.
 """
 
 from __future__ import annotations

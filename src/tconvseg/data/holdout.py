@@ -1,8 +1,8 @@
 """``data.holdout``: pool some splits, hold whole groups (drives, sequences) out of training as the val role.
 
-:class:`GroupHoldout` checks the options once, builds the pool lazily (through the datamodule's split
+`GroupHoldout` checks the options once, builds the pool lazily (through the datamodule's split
 factory, so the decoded cache is shared by both sides) and serves the kept and held-out sides as
-:class:`~tconvseg.data.pooled.PooledView` splits.
+`tconvseg.data.pooled.PooledView` splits.
 """
 
 from __future__ import annotations
@@ -102,7 +102,7 @@ class GroupHoldout:
         return {"mode": self.mode, "pool": list(self.pool), "held_out": self.split(build)[2]}
 
     def manifest(self, build: Callable[[str], SegmentationDataset]) -> dict[str, Any]:
-        """:meth:`identity` plus per-group counts of both sides and every held-out item's name."""
+        """`identity` plus per-group counts of both sides and every held-out item's name."""
         kept, held, _ = self.split(build)
         names, groups = self._pooled("names"), self._pooled("groups")
         return {

@@ -1,7 +1,7 @@
 """Plain image files for prediction: listing an input, reading each image, batching same-size images.
 
 Every image keeps its own size (resized only by the ``transforms``), so a batch may only hold
-images of one size: :class:`SameSizeBatchSampler` groups them. A file that cannot be read either
+images of one size: `SameSizeBatchSampler` groups them. A file that cannot be read either
 stops the run naming it (``on_error="stop"``) or is left out and reported (``"skip"``).
 """
 
@@ -60,7 +60,7 @@ def list_images(source: str) -> list[Path]:
 
 
 def read_size(path: Path) -> tuple[int, int]:
-    """``(height, width)`` from the file header (the pixels are not decoded), as a :class:`DatasetError` if unreadable."""
+    """``(height, width)`` from the file header (the pixels are not decoded), as a `DatasetError` if unreadable."""
     try:
         with Image.open(path) as img:
             width, height = img.size

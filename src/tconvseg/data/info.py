@@ -1,7 +1,7 @@
 """Static description of each dataset family: class names, colours and the ignored label.
 
 This module is the single place where class names and palettes live; datasets, metrics and
-visualisations all read them from a :class:`DatasetInfo`.
+visualisations all read them from a `DatasetInfo`.
 """
 
 from __future__ import annotations
@@ -112,7 +112,7 @@ _REGISTRY = {info.name: info for info in (CAMVID, VOC, PETS)}
 
 
 def dataset_info(name: str) -> DatasetInfo:
-    """Look up the :class:`DatasetInfo` of a dataset family by name (``camvid``, ``voc``, ``pets``)."""
+    """Look up the `DatasetInfo` of a dataset family by name (``camvid``, ``voc``, ``pets``)."""
     try:
         return _REGISTRY[name.lower()]
     except KeyError:
@@ -120,7 +120,7 @@ def dataset_info(name: str) -> DatasetInfo:
 
 
 def synthetic_info(num_classes: int) -> DatasetInfo:
-    """Info for :class:`~tconvseg.data.synthetic.SyntheticShapesDataset` with ``num_classes`` classes.
+    """Info for `tconvseg.data.synthetic.SyntheticShapesDataset` with ``num_classes`` classes.
 
     Class 0 is the noise background; classes ``1..num_classes-1`` are shapes drawn in their palette colour.
     """

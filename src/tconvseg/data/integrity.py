@@ -1,7 +1,7 @@
 """Integrity checks for downloaded data: git object ids of a folder, and option validation.
 
 A GitHub archive is generated on request and its bytes are not promised to be stable, but the commit
-it is made from fixes the git tree id of every folder in it. :func:`git_tree_id` computes that id
+it is made from fixes the git tree id of every folder in it. `git_tree_id` computes that id
 for a folder on disk, so extracted data can be checked against the id git records for the commit
 (``git ls-tree <commit> <folder>``).
 """
@@ -76,7 +76,7 @@ def git_tree_id(folder: str | os.PathLike[str]) -> str:
 
 
 def check_hex(value: str | None, digits: int, key: str, what: str) -> str | None:
-    """``value`` in lower case if it is ``None`` or ``digits`` hexadecimal digits, else a :class:`DatasetError`.
+    """``value`` in lower case if it is ``None`` or ``digits`` hexadecimal digits, else a `DatasetError`.
 
     ``key`` is the config key under ``data.dataset`` that the message names.
     """
@@ -91,6 +91,6 @@ def check_hex(value: str | None, digits: int, key: str, what: str) -> str | None
 
 
 def check_positive(value: float, key: str, unit: str) -> None:
-    """Raise a :class:`DatasetError` naming ``data.dataset.<key>`` unless ``value`` is a number > 0."""
+    """Raise a `DatasetError` naming ``data.dataset.<key>`` unless ``value`` is a number > 0."""
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
         raise DatasetError(f"{key}={value!r} is not a positive number of {unit}; set data.dataset.{key} to one.")

@@ -17,7 +17,7 @@ class PooledView(SegmentationDataset):
     datasets share their decoded cache. ``names`` / ``groups`` follow the items.
 
     Args:
-        parts: ``(dataset, index)`` per item, in order; every dataset shares one :class:`DatasetInfo`.
+        parts: ``(dataset, index)`` per item, in order; every dataset shares one `DatasetInfo`.
         transforms: joint transform applied to the raw pairs.
     """
 

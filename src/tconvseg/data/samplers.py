@@ -27,8 +27,8 @@ class EpochShuffleSampler(Sampler[int]):
     lives here, not in an ``on_train_epoch_start`` hook, because Lightning fetches the first batch
     of a fit call before that hook runs.
 
-    The generator is shared with the :class:`DataLoader`, which draws its worker base seed from it,
-    so non-persistent workers are seeded per epoch as well. Lightning calls :meth:`set_epoch`
+    The generator is shared with the `DataLoader`, which draws its worker base seed from it,
+    so non-persistent workers are seeded per epoch as well. Lightning calls `set_epoch`
     before each epoch; ``epoch`` is the first epoch (``trainer.current_epoch`` when resuming).
 
     Under DDP, every rank draws the same permutation, repeats its head to a multiple of
@@ -76,7 +76,7 @@ class EpochShuffleSampler(Sampler[int]):
 class ShardSampler(Sampler[int]):
     """Evaluation order under DDP: rank ``r`` of ``n`` takes items ``r, r + n, r + 2n, ...``, in order.
 
-    Unlike :class:`torch.utils.data.DistributedSampler` nothing is padded, so every item is scored
+    Unlike `torch.utils.data.DistributedSampler` nothing is padded, so every item is scored
     exactly once and metrics reduced over the ranks equal the single-process ones; ranks may differ
     by one item (evaluation has no per-step collectives, so that is fine).
     """

@@ -182,13 +182,13 @@ def eval_transforms(
     """Deterministic evaluation pipeline: optional resize, then normalise.
 
     Args:
-        scale: as in :func:`train_transforms` (no randomness here).
-        size: as in :func:`train_transforms`.
+        scale: as in `train_transforms` (no randomness here).
+        size: as in `train_transforms`.
         resize_mask: when False only the image is resized and the mask keeps the label resolution;
             the model's logits must then be upsampled to the mask size before scoring. Only batchable
             when all labels share one size (CamVid), otherwise keep True.
-        mean: as in :func:`train_transforms`.
-        std: as in :func:`train_transforms`.
+        mean: as in `train_transforms`.
+        std: as in `train_transforms`.
     """
     if scale is not None and size is not None:
         raise ValueError(f"transform options scale={scale!r} and size={size!r} are exclusive; give at most one")

@@ -27,7 +27,7 @@ class VOCDataset(FilePairDataset):
     """VOC segmentation split as ``(image float32 (3, H, W), mask int64 (H, W))`` after ``transforms``.
 
     torchvision finds (and with ``download=True`` fetches) the files; decoding and checks are ours so
-    that a bad file yields a :class:`DatasetError` naming it. Pairs are decoded lazily in ``__getitem__``.
+    that a bad file yields a `DatasetError` naming it. Pairs are decoded lazily in ``__getitem__``.
 
     Args:
         root: directory holding ``VOCdevkit/``.

@@ -7,13 +7,13 @@ called as ``loss(logits, target)``:
 - ``target``: ``(N, H, W)`` int64, values in ``[0, K)`` or ``ignore_index``;
 - result: a scalar tensor (0-d) attached to the graph of ``logits``.
 
-The shared contract (enforced by :class:`SegmentationLoss`):
+The shared contract (enforced by `SegmentationLoss`):
 
 - ``weight`` is ``None`` or ``K`` non-negative per-class weights. It is *copied* into a
   non-persistent buffer, so it moves with ``.to(device)`` but is not part of ``state_dict()``: a
   loss is configuration, and a checkpoint must load whatever loss the evaluating config picks.
-  Each loss documents what it does with the weights (:class:`LovaszSoftmax` ignores them).
-  :meth:`SegmentationLoss.set_weight` replaces them later (e.g. once they are computed from data).
+  Each loss documents what it does with the weights (`LovaszSoftmax` ignores them).
+  `SegmentationLoss.set_weight` replaces them later (e.g. once they are computed from data).
 - Pixels whose target equals ``ignore_index`` do not affect the value or the gradient.
 - A batch with nothing to average over (every pixel ignored, or, for the losses that use weights,
   every counted pixel or class of weight 0) gives ``0``, not NaN, still attached to the graph

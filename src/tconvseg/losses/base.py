@@ -9,7 +9,7 @@ import torch
 from torch import Tensor, nn
 
 WeightLike = Tensor | Sequence[float] | None
-#: What :class:`CombinedLoss` accepts for each part: a built loss, or a factory called with
+#: What `CombinedLoss` accepts for each part: a built loss, or a factory called with
 #: ``weight=..., ignore_index=...`` (a class, or a Hydra ``_partial_``).
 LossPart = nn.Module | Callable[..., nn.Module]
 

@@ -22,7 +22,7 @@ class CrossEntropy(SegmentationLoss):
 
     Args:
         weight: per-class weights as above, or ``None`` (all 1).
-        ignore_index: see :class:`SegmentationLoss`.
+        ignore_index: see `SegmentationLoss`.
         label_smoothing: ``eps`` in ``[0, 1]``; the target becomes ``(1 - eps) * onehot + eps / K``.
     """
 
@@ -64,12 +64,12 @@ class OhemCrossEntropy(SegmentationLoss):
 
     Weights decide how much each kept pixel counts, not which pixels are kept: the value is the
     weighted mean ``sum_{i kept} w[t_i] * l_i / sum_{i kept} w[t_i]`` (the plain mean without
-    weights). With ``keep_ratio=1`` this equals :class:`CrossEntropy` (no label smoothing).
+    weights). With ``keep_ratio=1`` this equals `CrossEntropy` (no label smoothing).
     Nothing kept, or only weight-0 pixels kept, gives 0.
 
     Args:
         weight: per-class weights, or ``None``.
-        ignore_index: see :class:`SegmentationLoss`.
+        ignore_index: see `SegmentationLoss`.
         keep_ratio: fraction of valid pixels to keep, in ``(0, 1]``.
         threshold: keep pixels whose true-class probability is below this, in ``(0, 1]``.
         min_kept: keep at least this many pixels (fewer only if there are fewer valid pixels).

@@ -19,7 +19,7 @@ class DiceLoss(SegmentationLoss):
 
     Args:
         weight: per-class weights of the mean over classes, or ``None``.
-        ignore_index: see :class:`SegmentationLoss`.
+        ignore_index: see `SegmentationLoss`.
         smooth: added to numerator and denominator, ``>= 0``; keeps absent classes finite and
             softens the loss of small classes.
         classes: ``"present"`` (classes present in the batch's target, default) or ``"all"``

@@ -58,7 +58,7 @@ class LovaszSoftmax(SegmentationLoss):
 
     Args:
         weight: checked, unused (see above).
-        ignore_index: see :class:`SegmentationLoss`.
+        ignore_index: see `SegmentationLoss`.
         per_image: compute the loss per image and average over the images that have valid pixels
             (the reference implementation also counts images with none, as 0), or over the whole
             batch at once (default, as in the reference).

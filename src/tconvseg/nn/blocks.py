@@ -1,4 +1,4 @@
-"""Decoder building blocks: matched upsampling, skip fusion, conv-norm-activation (:class:`DecoderBlock`)."""
+"""Decoder building blocks: matched upsampling, skip fusion, conv-norm-activation (`DecoderBlock`)."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ Fusion = Literal["sum", "concat"]
 class DecoderBlock(nn.Module):
     """Undo one encoder step and fuse the skip feature that step consumed.
 
-    ``x (N, C_in, h, w)`` is upsampled by a :class:`MatchedConvTranspose2d` to the skip's size
+    ``x (N, C_in, h, w)`` is upsampled by a `MatchedConvTranspose2d` to the skip's size
     ``(H, W)``, then fused with ``skip (N, C_skip, H, W)``:
 
     * ``"sum"`` (FCN): the skip is projected by a 1x1 conv to ``out_channels`` and added;
@@ -32,12 +32,12 @@ class DecoderBlock(nn.Module):
         in_channels: channels of ``x``.
         skip_channels: channels of ``skip``.
         out_channels: channels of the output.
-        step: the encoder step between ``skip`` and ``x`` (a :class:`DownStep` or a module).
+        step: the encoder step between ``skip`` and ``x`` (a `DownStep` or a module).
         fusion: ``"sum"`` or ``"concat"``.
         refine: number of 3x3 conv-norm-activation layers after the fusion (``>= 1`` for concat).
         norm_layer: factory for the norm layer, ``None`` for none.
         activation_layer: factory for the activation, ``None`` for none.
-        upsample_init: ``"bilinear"`` or ``"default"`` (see :class:`MatchedConvTranspose2d`).
+        upsample_init: ``"bilinear"`` or ``"default"`` (see `MatchedConvTranspose2d`).
         upsample_trainable: whether the upsampling weights learn.
     """
 

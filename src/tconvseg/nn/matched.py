@@ -45,7 +45,7 @@ class MatchedConvTranspose2d(nn.ConvTranspose2d):
     Args:
         in_channels: channels of ``x``.
         out_channels: channels of the output.
-        step: the step to undo: a :class:`DownStep`, or a module it is read from.
+        step: the step to undo: a `DownStep`, or a module it is read from.
         init: ``"bilinear"`` (FCN-style, needs ``in_channels == out_channels``) or ``"default"``
             (PyTorch's Kaiming-uniform).
         trainable: whether the weights learn (FCN learns them; a fixed bilinear kernel is plain

@@ -33,11 +33,11 @@ class EncoderDecoder(nn.Module):
     """``logits = head(decoder(encoder(x), (H, W)))``, with the contract of this module's docstring.
 
     Args:
-        encoder: a :class:`StagedEncoder`; ``encoder(x)`` is the list of stage outputs.
+        encoder: a `StagedEncoder`; ``encoder(x)`` is the list of stage outputs.
         decoder: ``decoder(features, (H, W))`` → ``(N, C_dec, H, W)`` (see ``tconvseg.nn.decoders``).
         head: ``(N, C_dec, H, W)`` → ``(N, K, H, W)``, e.g. a 1x1 conv, or ``nn.Identity()`` when the
             decoder already returns class scores.
-        aux_heads: optional :class:`AuxHeads`, run only by :meth:`forward_with_aux`.
+        aux_heads: optional `AuxHeads`, run only by `forward_with_aux`.
     """
 
     def __init__(
@@ -114,11 +114,11 @@ def encoder_decoder(
     upsample_init: Init = "bilinear",
     upsample_trainable: bool = True,
 ) -> EncoderDecoder:
-    """An :class:`EncoderDecoder` with any decoder: ``decoder(encoder.out_channels, encoder.steps)``
+    """An `EncoderDecoder` with any decoder: ``decoder(encoder.out_channels, encoder.steps)``
     builds it, a 1x1 conv maps its ``out_channels`` to ``num_classes``.
 
     Args:
-        encoder: a :class:`StagedEncoder`, or the name of a torchvision encoder.
+        encoder: a `StagedEncoder`, or the name of a torchvision encoder.
         num_classes: ``K``.
         decoder: a decoder class or partial (see ``tconvseg.nn.decoders``).
         aux_stages: encoder stages with an auxiliary score head (negative count from the end).
@@ -133,13 +133,13 @@ def encoder_decoder(
 
 
 class FCN(EncoderDecoder):
-    """Fully convolutional network (Long et al.): :class:`FCNDecoder` on a staged encoder.
+    """Fully convolutional network (Long et al.): `FCNDecoder` on a staged encoder.
 
     The decoder returns class scores (its last, full-resolution upsampling runs on the ``K`` score
     maps, as in the paper), so the head is the identity.
 
     Args:
-        encoder: a :class:`StagedEncoder`, or the name of a torchvision encoder.
+        encoder: a `StagedEncoder`, or the name of a torchvision encoder.
         num_classes: number of output classes ``K``.
         topology: ``"32s"``, ``"16s"``, ``"8s"`` (FCN paper) or ``"full"`` (every stage).
         decoder_channels: decoder width; ``None`` decodes in class space as the paper does
@@ -181,12 +181,12 @@ class FCN(EncoderDecoder):
 
 
 class UNet(EncoderDecoder):
-    """U-Net (Ronneberger et al.): :class:`UNetDecoder` (every stage, concatenated) on a staged encoder.
+    """U-Net (Ronneberger et al.): `UNetDecoder` (every stage, concatenated) on a staged encoder.
 
-    Like :class:`FCN`, the decoder returns class scores and the head is the identity.
+    Like `FCN`, the decoder returns class scores and the head is the identity.
 
     Args:
-        encoder: a :class:`StagedEncoder`, or the name of a torchvision encoder.
+        encoder: a `StagedEncoder`, or the name of a torchvision encoder.
         num_classes: number of output classes ``K``.
         decoder_channels: width of every decoder stage.
         refine: conv-norm-activation layers after each concatenation (``>= 1``).

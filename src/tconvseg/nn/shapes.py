@@ -6,9 +6,9 @@ Everything here is per axis and integer-exact. The seed document's formulas are 
 * transposed conv with padding ``p``:     ``n + k - 2p - 1``
 * transposed conv with stride ``s``:      ``s(n - 1) + k``
 
-A :class:`DownStep` describes one downsampling step (a conv or pooling, or several composed into one)
+A `DownStep` describes one downsampling step (a conv or pooling, or several composed into one)
 and knows how to undo itself: a transposed convolution with the *same* kernel, stride, padding and
-dilation maps ``out_size(n)`` back to exactly ``n`` once :func:`output_padding_for` picks the
+dilation maps ``out_size(n)`` back to exactly ``n`` once `output_padding_for` picks the
 ``output_padding``, which always lies in ``[0, stride)``.
 """
 
@@ -108,7 +108,7 @@ def output_padding_for(
 class DownStep:
     """One downsampling step in 2-D: kernel, stride, padding and dilation per axis ``(h, w)``.
 
-    Read it off a module with :func:`tconvseg.nn.walk.step_of`, compose steps with :meth:`then`, and
+    Read it off a module with `tconvseg.nn.walk.step_of`, compose steps with `then`, and
     undo it with a transposed convolution of the same parameters (see ``tconvseg.nn.matched``).
     """
 

@@ -5,7 +5,7 @@ Rules, in order:
 1. ``nn.Conv2d``, ``nn.MaxPool2d``, ``nn.AvgPool2d``: their own kernel / stride / padding /
    dilation. ``ceil_mode=True`` and string paddings that are not size-preserving are refused,
    because their size map is not a single step.
-2. A type registered with :func:`register_step_rule`: the rule lists the sub-modules on the main
+2. A type registered with `register_step_rule`: the rule lists the sub-modules on the main
    path, or says the module keeps the size. The rule of the most specific registered class (first
    in the module type's MRO) wins. Encoder families register the rules of their blocks beside
    their builders (torchvision's in ``tconvseg.nn.encoders.torchvision``).
@@ -15,7 +15,7 @@ Rules, in order:
 4. Any other container (``nn.Sequential`` included): its children, composed in registration
    order. Shortcut branches named ``downsample`` or ``shortcut`` are skipped.
 
-Steps come out exactly composed (see :func:`tconvseg.nn.shapes.compose`), size-preserving layers
+Steps come out exactly composed (see `tconvseg.nn.shapes.compose`), size-preserving layers
 left out. Modules whose size map is not a single step (global pooling in the main path, for
 example) raise ``ValueError`` naming the module.
 """
@@ -47,7 +47,7 @@ _RESIZING_LEAVES = (
 
 
 def register_step_rule(module_type: type[nn.Module], rule: StepRule) -> None:
-    """Teach :func:`step_of` how to walk a block type (main-path modules, or ``None``)."""
+    """Teach `step_of` how to walk a block type (main-path modules, or ``None``)."""
     _RULES[module_type] = rule
 
 

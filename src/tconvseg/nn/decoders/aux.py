@@ -2,7 +2,7 @@
 
 Each head is a 1x1 score conv on one stage's output followed by one matched transposed conv that
 undoes every encoder step up to that stage, so its scores come back at the input size like the
-main logits. They are used in training only: :meth:`EncoderDecoder.forward_with_aux` returns them
+main logits. They are used in training only: `EncoderDecoder.forward_with_aux` returns them
 and the loss weights them; ``forward`` never runs them.
 """
 

@@ -1,6 +1,6 @@
 """The FCN decoder (Long et al.): 32s, 16s, 8s, or every stage ("full").
 
-A :class:`SkipDecoder` whose skip stages are the topology's: none below the coarsest for 32s, one
+A `SkipDecoder` whose skip stages are the topology's: none below the coarsest for 32s, one
 for 16s, two for 8s (the paper's topologies assume a stride-32 encoder), all for "full".
 """
 
@@ -40,10 +40,10 @@ class FCNDecoder(SkipDecoder):
     Args:
         encoder_channels: the encoder's ``out_channels``.
         encoder_steps: the encoder's ``steps``.
-        out_channels: channels returned at the input size (the number of classes in :class:`FCN`).
+        out_channels: channels returned at the input size (the number of classes in `FCN`).
         topology: ``"32s"``, ``"16s"``, ``"8s"`` or ``"full"``.
         **options: ``decoder_channels``, ``fusion``, ``refine``, ``norm_layer``,
-            ``activation_layer``, ``upsample_init``, ``upsample_trainable`` of :class:`SkipDecoder`.
+            ``activation_layer``, ``upsample_init``, ``upsample_trainable`` of `SkipDecoder`.
     """
 
     def __init__(

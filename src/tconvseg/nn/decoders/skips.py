@@ -22,7 +22,7 @@ class SkipDecoder(nn.Module):
 
     ``forward(features, size)``: ``features`` are the encoder's stage outputs ``[f_0, ..., f_{S-1}]``,
     ``size`` the input's ``(H, W)``; returns ``(N, out_channels, H, W)``. ``score`` maps ``f_{S-1}``
-    to the decoder width; a :class:`DecoderBlock` per skip stage undoes the steps from the previous
+    to the decoder width; a `DecoderBlock` per skip stage undoes the steps from the previous
     stage and fuses the skip; ``project`` maps to ``out_channels``; ``final_up`` undoes the steps
     from the last fused stage back to the input.
 
@@ -38,7 +38,7 @@ class SkipDecoder(nn.Module):
         refine: conv-norm-activation layers after each fusion.
         norm_layer: norm factory for decoder layers, ``None`` for none.
         activation_layer: activation factory for decoder layers, ``None`` for none.
-        upsample_init: ``"bilinear"`` or ``"default"`` (see :class:`MatchedConvTranspose2d`).
+        upsample_init: ``"bilinear"`` or ``"default"`` (see `MatchedConvTranspose2d`).
         upsample_trainable: whether the upsampling kernels learn.
     """
 

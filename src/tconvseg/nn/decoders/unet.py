@@ -23,7 +23,7 @@ class UNetDecoder(SkipDecoder):
     Args:
         encoder_channels: the encoder's ``out_channels``.
         encoder_steps: the encoder's ``steps``.
-        out_channels: channels returned at the input size (the number of classes in :class:`UNet`).
+        out_channels: channels returned at the input size (the number of classes in `UNet`).
         decoder_channels: width of every decoder stage.
         refine: conv-norm-activation layers after each concatenation (at least 1: they bring the
             concatenated channels back to ``decoder_channels``).

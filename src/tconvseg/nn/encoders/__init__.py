@@ -1,4 +1,4 @@
-"""Encoders: a :class:`StagedEncoder` (stages with their channels and steps, read off the modules)
+"""Encoders: a `StagedEncoder` (stages with their channels and steps, read off the modules)
 and builders for it. A new encoder family is one file here that returns a ``StagedEncoder`` and
 registers the step rules of its blocks (see ``torchvision.py``)."""
 

@@ -1,7 +1,7 @@
 """Encoders built from torchvision classification backbones.
 
 Each backbone's feature layers are listed once (``_FEATURE_LAYERS``); the stages, their steps and
-their channels are then read from the modules by :meth:`StagedEncoder.from_layers`. The walker
+their channels are then read from the modules by `StagedEncoder.from_layers`. The walker
 learns torchvision's residual and inverted-residual blocks here, where they are used: their main
 path is listed, their shortcut left out (``register_step_rule`` at the end of this file).
 Pretrained weights come through torchvision's weights enums and are downloaded only when asked
@@ -46,10 +46,10 @@ TORCHVISION_ENCODERS = tuple(_FEATURE_LAYERS)
 
 
 def torchvision_encoder(name: str, *, weights: str | None = None, in_channels: int = 3) -> StagedEncoder:
-    """A :class:`StagedEncoder` from a torchvision classification model.
+    """A `StagedEncoder` from a torchvision classification model.
 
     Args:
-        name: one of :data:`TORCHVISION_ENCODERS`.
+        name: one of `TORCHVISION_ENCODERS`.
         weights: ``None`` (random init, nothing downloaded), ``"DEFAULT"`` or a member name of
             the model's weights enum such as ``"IMAGENET1K_V1"``.
         in_channels: input channels; other than 3 replaces the first conv (same geometry, new
