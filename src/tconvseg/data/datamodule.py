@@ -50,12 +50,11 @@ class SegmentationDataModule(lightning.LightningDataModule):
         seed: seed of the training shuffle; ``None`` derives it from ``torch.initial_seed()``, which
             ``lightning.seed_everything`` sets, so seeded runs see the same order. The order of an
             epoch depends only on the seed and the epoch number (see `EpochShuffleSampler`).
-        holdout: hold whole groups (drives) out, see
-            `tconvseg.data.holdout.GroupHoldout`: the held-out groups of the pooled splits become
-            the split ``"holdout"`` (the val role), the rest the train role's split; ``None``: no holdout.
-        holdout_groups: the groups held out under ``holdout="sequence"`` (``GroupHoldout``'s ``groups``).
-        holdout_fold: the fold held out under ``holdout="kfold"`` (``GroupHoldout``'s ``fold``).
-        holdout_pool: the splits pooled before holding out (``GroupHoldout``'s ``pool``).
+        holdout: hold whole groups (drives) out (`tconvseg.data.holdout.GroupHoldout`): the held-out groups of
+            the pooled splits become the split ``"holdout"`` (the val role); ``None``: no holdout.
+        holdout_groups: the groups held out under ``holdout="sequence"``.
+        holdout_fold: the fold held out under ``holdout="kfold"``.
+        holdout_pool: the splits pooled before holding out.
         augment_on: ``"loader"`` (per item, `train_transforms`, in the loader) or ``"device"`` (per batch,
             `tconvseg.data.batch_augment.BatchAugment`, in `on_after_batch_transfer`, training only).
         device_cache: with ``augment_on="device"``: keep the training split on the device (batches are index
