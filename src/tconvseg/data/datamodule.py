@@ -50,8 +50,7 @@ class SegmentationDataModule(lightning.LightningDataModule):
         seed: seed of the training shuffle; ``None`` derives it from ``torch.initial_seed()``, which
             ``lightning.seed_everything`` sets, so seeded runs see the same order. The order of an
             epoch depends only on the seed and the epoch number (see `EpochShuffleSampler`).
-        holdout: hold whole groups (drives) out (`tconvseg.data.holdout.GroupHoldout`): the held-out groups of
-            the pooled splits become the split ``"holdout"`` (the val role); ``None``: no holdout.
+        holdout: hold whole groups (drives) out as the split ``"holdout"`` (the val role); ``None``: no holdout.
         holdout_groups: the groups held out under ``holdout="sequence"``.
         holdout_fold: the fold held out under ``holdout="kfold"``.
         holdout_pool: the splits pooled before holding out.
