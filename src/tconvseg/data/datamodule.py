@@ -37,8 +37,7 @@ class SegmentationDataModule(lightning.LightningDataModule):
     Args:
         dataset: factory ``dataset(split=..., transforms=...) -> SegmentationDataset``.
         info: the dataset's `DatasetInfo`, or its registered name (``"camvid"``, ...).
-        train_transforms: options of `train_transforms` (``ignore_index`` is filled from ``info``),
-            or a ready joint transform.
+        train_transforms: options of `train_transforms` (``ignore_index`` from ``info``), or a ready joint transform.
         eval_transforms: options of `eval_transforms`, or a ready joint transform (val/test/predict).
         batch_size: training batch size.
         eval_batch_size: val/test/predict batch size (default: ``batch_size``).
