@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from tconvseg.checkpoints import CKPT_RUN_IDENTITY
-from tconvseg.evaluate import evaluate
+from tconvseg.evaluate import evaluate, holdout_from_checkpoint
 from tconvseg.train import train
 from tests.helpers.configs import CHEAP, compose_cfg
 from tests.helpers.fakes import make_camvid_tree
@@ -72,3 +72,12 @@ def test_split_holdout_without_a_holdout_is_explained(tmp_path):
     eval_cfg = compose_cfg("eval", tmp_path, ["data=camvid", "split=holdout", f"ckpt_path={objects['best_checkpoint']}"])
     with pytest.raises(ValueError, match="split=holdout but .* trained without data.holdout"):
         evaluate(eval_cfg)
+
+
+def test_a_split_outside_the_pool_is_scored_as_it_is(tmp_path):
+    """Only ``split=holdout`` and the pooled splits take the checkpoint's holdout: another split (CamVid's val
+    when only train was pooled, or another dataset's images) is scored without reading the pool."""
+    checkpoint = {CKPT_RUN_IDENTITY: {"data": {"holdout": {"mode": "sequence", "pool": ["train"], "held_out": ["0006R0"]}}}}
+    for split, takes_it in (("val", False), ("test", False), ("holdout", True), ("train", True)):
+        cfg = compose_cfg("eval", tmp_path, ["data=camvid", f"split={split}"])
+        assert (holdout_from_checkpoint(cfg, checkpoint, "run.ckpt").data.holdout == "sequence") is takes_it, split

@@ -66,3 +66,15 @@ def test_the_confusion_csv_has_one_row_per_true_class(tmp_path):
     write_confusion_csv(torch.tensor([[5, 1], [0, 7]]), ["a", "b"], path)
     with open(path) as handle:
         assert list(csv.reader(handle)) == [["truth \\ prediction", "a", "b"], ["a", "5", "1"], ["b", "0", "7"]]
+
+
+def test_grid_scales_large_pictures_down_and_keeps_label_colours():
+    """A 3000x2000 row becomes cells of at most 1024 pixels; the label maps keep only their own colours."""
+    photo = np.random.default_rng(0).integers(0, 256, (2000, 3000, 3), dtype=np.uint8)
+    labels = np.zeros((2000, 3000, 3), dtype=np.uint8)
+    labels[:, 1500:] = (220, 20, 60)
+    picture = grid([[photo, labels, labels]])
+    assert 3 * 1024 < picture.width < 3 * 1024 + 40 and picture.height < 683 + 40
+    label_cell = np.asarray(picture)[40:600, 1100:2000]
+    assert {tuple(c) for c in label_cell.reshape(-1, 3)} <= {(0, 0, 0), (220, 20, 60), (255, 255, 255)}
+    assert grid([[photo, labels, labels]], max_side=None).width > 9000

@@ -121,10 +121,14 @@ def holdout_from_checkpoint(cfg: DictConfig, checkpoint: dict, ckpt_path: str) -
 
     So ``split=holdout`` scores exactly the groups the run held out, and ``split=train`` what it trained on,
     without repeating the split options. A config that sets ``data.holdout`` itself is returned as it is
-    (`_check_holdout_matches` then compares the two).
+    (`_check_holdout_matches` then compares the two), and so is one whose ``split`` is neither ``holdout`` nor
+    a split of the pool: the holdout does not change what such a split holds (e.g. CamVid's val when only
+    train was pooled, or another dataset's images), so its pool is not read.
     """
     stored = _stored_holdout(checkpoint)
     if stored is None or OmegaConf.select(cfg, "data.holdout") is not None:
+        return cfg
+    if cfg.split != HOLDOUT_SPLIT and cfg.split not in stored["pool"]:
         return cfg
     cfg = copy.deepcopy(cfg)
     with open_dict(cfg):

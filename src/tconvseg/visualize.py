@@ -87,16 +87,36 @@ def legend(info: DatasetInfo, class_names: Sequence[str] | None = None) -> Image
     return picture
 
 
-def grid(rows: Sequence[Sequence[np.ndarray]], titles: Sequence[str] = ("image", "truth", "prediction")) -> Image.Image:
+def shrink(picture: np.ndarray, max_side: int, smooth: bool) -> np.ndarray:
+    """``picture (H, W, 3) uint8`` scaled down so that its longer side is at most ``max_side`` (as it is if it fits).
+
+    ``smooth``: bilinear (photos); otherwise nearest, so that class-colour maps keep only their colours.
+    """
+    h, w = picture.shape[:2]
+    if max(h, w) <= max_side:
+        return picture
+    size = (max(1, round(w * max_side / max(h, w))), max(1, round(h * max_side / max(h, w))))
+    method = Image.Resampling.BILINEAR if smooth else Image.Resampling.NEAREST
+    return np.asarray(Image.fromarray(picture).resize(size, method))
+
+
+def grid(
+    rows: Sequence[Sequence[np.ndarray]], titles: Sequence[str] = ("image", "truth", "prediction"), max_side: int | None = 1024,
+) -> Image.Image:
     """Pictures ``(H_i, W_i, 3) uint8`` laid out one row per sample, one column per title, with captions.
 
     Rows may differ in size; each cell is placed top-left in a cell as large as the largest picture.
+    Pictures longer than ``max_side`` pixels are scaled down to it (the first column smoothly, the
+    label maps by nearest neighbour), so a grid of 100-megapixel images stays a picture one can open;
+    ``None`` keeps every picture at its size.
     """
     if not rows:
         raise ValueError("grid needs at least one row of pictures")
     columns = len(titles)
     if any(len(r) != columns for r in rows):
         raise ValueError(f"every grid row needs {columns} pictures ({', '.join(titles)})")
+    if max_side is not None:
+        rows = [[shrink(p, max_side, smooth=c == 0) for c, p in enumerate(r)] for r in rows]
     cell_h = max(p.shape[0] for r in rows for p in r)
     cell_w = max(p.shape[1] for r in rows for p in r)
     width = columns * cell_w + (columns + 1) * _GAP

@@ -39,6 +39,15 @@ def test_reads_the_same_pairs_with_and_without_cache(tmp_path, cache):
     assert np.array_equal(dataset[3][1].numpy(), np.array(Image.open(root / "masks" / "train" / "img_003.png")))
 
 
+def test_a_registered_dataset_name_gives_its_classes(tmp_path):
+    """``data.info: camvid`` in a folder config: your images, CamVid's classes (e.g. to score a CamVid model)."""
+    root = make_folder_tree(tmp_path / "mine", {"val": 1})  # its masks use 255 for void: not read here
+    overrides = ["data=folder", f"data.dataset.root={root}", "data.info=camvid", "data.dataset.validate=false"]
+    datamodule = build_datamodule(compose_cfg("eval", tmp_path, overrides))
+    dataset = datamodule.dataset("val")
+    assert dataset.info.name == datamodule.info.name == "camvid" and dataset.info.num_classes == 11
+
+
 def test_a_missing_folder_names_the_layout_and_the_override(tmp_path):
     with pytest.raises(DatasetNotFoundError, match=r"directory .*images/test does not exist.*masks/test/.*data.dataset.root="):
         FolderDataset(make_folder_tree(tmp_path), "test", info=INFO)

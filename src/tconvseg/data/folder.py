@@ -22,7 +22,7 @@ from .base import FilePairDataset, Transforms, pair_by_stem
 from .decode import allowed_table, check_label_values, check_same_size, load_image, load_label
 from .errors import DatasetError, DatasetNotFoundError
 from .groups import check_pattern
-from .info import DatasetInfo
+from .info import DatasetInfo, dataset_info
 
 _IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 _LAYOUT = "images/{split}/ holding the images and masks/{split}/ holding one same-named single-channel label PNG per image"
@@ -34,7 +34,7 @@ class FolderDataset(FilePairDataset):
     Args:
         root: the folder holding ``images/`` and ``masks/``.
         split: sub-folder name (``train``, ``val``, ``test``, ...).
-        info: class names, palette and ignore index.
+        info: class names, palette and ignore index, or a registered name (``"camvid"``: CamVid's classes).
         transforms: joint transform on ``(tv_tensors.Image uint8, tv_tensors.Mask uint8)``.
         cache: keep every decoded pair in memory (and validate all of them up front).
         validate: decode every pair once at construction, so that a broken file, a size mismatch or
@@ -50,8 +50,9 @@ class FolderDataset(FilePairDataset):
 
     def __init__(
         self, root: str | os.PathLike[str], split: str = "train", transforms: Transforms | None = None, *,
-        info: DatasetInfo, cache: bool = False, validate: bool = True, group_pattern: str | None = None,
+        info: DatasetInfo | str, cache: bool = False, validate: bool = True, group_pattern: str | None = None,
     ) -> None:
+        info = dataset_info(info) if isinstance(info, str) else info
         super().__init__(info, transforms)
         check_pattern(group_pattern)
         self.group_pattern = group_pattern
