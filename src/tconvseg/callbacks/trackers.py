@@ -17,7 +17,9 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
-from lightning.pytorch.loggers import Logger, MLFlowLogger, WandbLogger
+import numpy as np
+from lightning.pytorch.loggers import Logger, MLFlowLogger, TensorBoardLogger, WandbLogger
+from PIL import Image
 
 log = logging.getLogger(__name__)
 
@@ -27,23 +29,31 @@ def trackers(loggers: Sequence[Logger]) -> list[Logger]:
     return [logger for logger in loggers if isinstance(logger, (MLFlowLogger, WandbLogger))]
 
 
-def set_tags(logger: Logger, tags: Mapping[str, str]) -> None:
-    """Searchable key/value tags: MLflow run tags; W&B run tags (``key`` or ``key:value``) and summary values."""
+def add_labels(logger: Logger, labels: Sequence[str]) -> None:
+    """The config's ``tags`` as searchable labels: MLflow tags ``tag.<label> = true``, W&B run tags."""
     if isinstance(logger, MLFlowLogger):
-        for key, value in tags.items():
-            logger.experiment.set_tag(logger.run_id, key, value)
+        for label in labels:
+            logger.experiment.set_tag(logger.run_id, f"tag.{label}", "true")
     elif isinstance(logger, WandbLogger):
         run = logger.experiment
-        labels = [key[len("tag.") :] for key in tags if key.startswith("tag.")]
         run.tags = tuple(dict.fromkeys([*(run.tags or ()), *labels]))
-        for key, value in tags.items():
-            if not key.startswith("tag."):
-                run.summary[key] = value
 
 
-def log_picture(logger: Logger, path: Path, key: str, step: int) -> None:
-    """A PNG already written to ``path``: an MLflow artifact under ``<key's folder>/``, a W&B image under ``key``."""
-    if isinstance(logger, MLFlowLogger):
+def record_values(logger: Logger, values: Mapping[str, str]) -> None:
+    """Key/value facts about the run (folder, checkpoint paths): MLflow tags, W&B summary values."""
+    for key, value in values.items():
+        if isinstance(logger, MLFlowLogger):
+            logger.experiment.set_tag(logger.run_id, key, value)
+        elif isinstance(logger, WandbLogger):
+            logger.experiment.summary[key] = value
+
+
+def log_picture(logger: Logger, picture: Image.Image, path: Path, key: str, step: int) -> None:
+    """A picture already written to ``path``: a TensorBoard / W&B image under ``key``, an MLflow artifact in
+    ``<key with _ for />/``; other loggers show no pictures."""
+    if isinstance(logger, TensorBoardLogger):
+        logger.experiment.add_image(key, np.asarray(picture), step, dataformats="HWC")
+    elif isinstance(logger, MLFlowLogger):
         logger.experiment.log_artifact(logger.run_id, str(path), artifact_path=key.replace("/", "_"))
     elif isinstance(logger, WandbLogger):
         logger.log_image(key=key, images=[str(path)], step=step)
@@ -68,7 +78,8 @@ class LogRunToTrackers(L.Callback):
             return
         for logger in trackers(trainer.loggers):
             logger.log_hyperparams(self.config)
-            set_tags(logger, {"run_dir": self.run_dir, **{f"tag.{tag}": "true" for tag in self.tags}})
+            add_labels(logger, self.tags)
+            record_values(logger, {"run_dir": self.run_dir})
 
     def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if not trainer.is_global_zero or trainer.checkpoint_callback is None:
@@ -76,7 +87,8 @@ class LogRunToTrackers(L.Callback):
         callback = trainer.checkpoint_callback
         paths = {"checkpoint.best": callback.best_model_path, "checkpoint.last": callback.last_model_path}
         paths = {key: str(Path(path).resolve()) for key, path in paths.items() if path}
-        for logger in trackers(trainer.loggers):
-            set_tags(logger, paths)
-        if paths and trackers(trainer.loggers):
+        receivers = trackers(trainer.loggers)
+        for logger in receivers:
+            record_values(logger, paths)
+        if paths and receivers:
             log.info("Checkpoint paths sent to the trackers: %s", paths)

@@ -13,7 +13,6 @@ import lightning as L
 import numpy as np
 import torch
 import torch.nn.functional as F
-from lightning.pytorch.loggers import TensorBoardLogger
 from torchvision.transforms import v2
 
 from tconvseg.callbacks.trackers import log_picture
@@ -81,7 +80,4 @@ class ValSamples(L.Callback):
         picture.save(path)
         self.written.append(path)
         for logger in trainer.loggers:
-            if isinstance(logger, TensorBoardLogger):
-                logger.experiment.add_image("val/samples", np.asarray(picture), trainer.global_step, dataformats="HWC")
-            else:
-                log_picture(logger, path, "val/samples", trainer.global_step)
+            log_picture(logger, picture, path, "val/samples", trainer.global_step)
