@@ -60,6 +60,7 @@ def evaluate(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
     cfg = holdout_from_checkpoint(cfg, checkpoint, ckpt_path)
     datamodule = build_datamodule(cfg)
     _check_holdout_matches(datamodule, checkpoint, ckpt_path, cfg.split)
+    trained_on = _warn_if_trained_on(checkpoint, ckpt_path, cfg.split)
     datamodule.splits["test"] = cfg.split  # the test loop scores whichever split was asked for
     model = _restored_model(cfg, checkpoint, ckpt_path, datamodule, tta)
 
@@ -74,7 +75,8 @@ def evaluate(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
     print_report(metrics, cfg.split, list(datamodule.info.class_names))
     report = {
         "checkpoint": str(Path(ckpt_path).resolve()), "split": cfg.split, "epoch": checkpoint.get("epoch"),
-        "tta": model.tta.record(), "tiling": model.inference.record(), "holdout": datamodule.holdout_identity(), "metrics": metrics,
+        "tta": model.tta.record(), "tiling": model.inference.record(), "holdout": datamodule.holdout_identity(),
+        "trained_on_split": trained_on, "metrics": metrics,
     }
     _write_report(report, json_path)
     # pictures beside the JSON: confusion matrix (csv, png), image | truth | prediction
@@ -138,6 +140,17 @@ def holdout_from_checkpoint(cfg: DictConfig, checkpoint: dict, ckpt_path: str) -
         cfg.data.holdout_pool = list(stored["pool"])
     log.info("Holdout from %s: groups %s of the splits %s held out (split=holdout scores them)", ckpt_path, stored["held_out"], stored["pool"])
     return cfg
+
+
+def _warn_if_trained_on(checkpoint: dict, ckpt_path: str, split: str) -> bool:
+    """Whether the run trained on all of ``split`` (``data.splits.train`` listed it); warns when it did."""
+    train_splits = ((checkpoint.get(CKPT_RUN_IDENTITY) or {}).get("data") or {}).get("train_splits") or []
+    if split in train_splits:
+        log.warning(
+            "split=%s: %s was trained on this split (data.splits.train=%s): the score measures fit, not generalisation",
+            split, ckpt_path, train_splits,
+        )
+    return split in train_splits
 
 
 def _check_holdout_matches(datamodule: Any, checkpoint: dict, ckpt_path: str, split: str) -> None:

@@ -187,6 +187,8 @@ def run_identity(cfg: DictConfig, datamodule: SegmentationDataModule) -> dict[st
         "num_classes": datamodule.info.num_classes,
     }
     identity: dict[str, Any] = {"experiment": experiment, "model": _container(net) if net is not None else None, "data": data}
+    if datamodule.pools_train_splits:  # only then: identities of single-split runs stay as they were
+        data["train_splits"] = list(datamodule.train_splits)
     holdout = datamodule.holdout_identity()
     if holdout is not None:  # only then: identities of runs without a holdout stay as they were
         data["holdout"] = holdout
@@ -240,6 +242,10 @@ def _log_plan(cfg: DictConfig, model: L.LightningModule) -> None:
 
 
 def _log_splits(datamodule: SegmentationDataModule) -> None:
+    if datamodule.pools_train_splits:
+        val = datamodule.splits["val"]
+        note = f"; validation on {val!r}, one of them, measures fit, not generalisation" if val in datamodule.train_splits else ""
+        log.info("Training on the splits %s together (%d items)%s", datamodule.train_splits, len(datamodule.dataset("train")), note)
     manifest = datamodule.split_manifest()
     if manifest is None:
         return

@@ -158,7 +158,8 @@ def test_a_config_scheduler_is_refused_with_the_override(tmp_path):
 
 
 def test_every_budgeted_experiment_builds_its_callbacks(tmp_path):
-    for experiment in ("camvid_cpu_15min", "camvid_cpu", "camvid_cpu_60min", "camvid_gpu_10min", "camvid_gpu_10min_device", "drive_holdout_15min"):
+    budgeted = ("camvid_cpu_15min", "camvid_cpu", "camvid_cpu_60min", "camvid_cpu_60min_v1", "camvid_gpu_10min", "camvid_gpu_10min_device")
+    for experiment in (*budgeted, "drive_holdout_15min"):
         cfg = compose_cfg("train", tmp_path, [f"experiment={experiment}"])
         budget = next(c for c in build_group(cfg.callbacks) if isinstance(c, TimeBudget))
         assert cfg.model.scheduler is None and cfg.trainer.check_val_every_n_epoch == 1

@@ -21,6 +21,7 @@ from .device_data import DeviceTraining, IndexItems
 from .errors import DatasetError
 from .holdout import HOLDOUT_SPLIT, GroupHoldout
 from .info import DatasetInfo, dataset_info
+from .pooled import PooledView
 from .samplers import EpochShuffleSampler, ShardSampler
 from .stats import WEIGHT_METHODS, median_frequency_weights
 from .transforms import eval_transforms as build_eval_transforms
@@ -44,7 +45,10 @@ class SegmentationDataModule(lightning.LightningDataModule):
         num_workers: loader worker processes.
         persistent_workers: keep workers alive between epochs (only used when ``num_workers > 0``).
         pin_memory: page-locked batches for faster GPU copies; ``None`` = on when CUDA is available.
-        splits: overrides of the role -> split-name map ``{"train", "val", "test", "predict"}``.
+        splits: overrides of the role -> split-name map ``{"train", "val", "test", "predict"}``. The train role
+            may name several splits (``["train", "val"]``): it is then their items, in that order (a
+            `PooledView`; its name in ``splits["train"]`` is ``"train+val"``). With ``holdout`` the list must
+            equal ``holdout_pool``, whose items without the held-out groups are then trained on.
         drop_last: drop the last incomplete training batch.
         seed: seed of the training shuffle; ``None`` derives it from ``torch.initial_seed()``, which
             ``lightning.seed_everything`` sets, so seeded runs see the same order. The order of an
@@ -92,7 +96,15 @@ class SegmentationDataModule(lightning.LightningDataModule):
         if num_workers < 0:
             raise ValueError(f"num_workers={num_workers} is invalid; expected >= 0")
         self.splits = {**DEFAULT_SPLITS, **dict(splits or {})}
+        self.train_splits = _train_splits(self.splits)
+        self.splits["train"] = "+".join(self.train_splits)
         self._holdout = GroupHoldout.from_options(holdout, holdout_groups, holdout_fold, holdout_pool)
+        if self._holdout is not None and len(self.train_splits) > 1 and self.train_splits != self._holdout.pool:
+            raise ValueError(
+                f"data.splits.train={self.train_splits} and data.holdout_pool={self._holdout.pool} differ: under data.holdout="
+                f"{holdout} the training items are the pool without the held-out groups; expected the same list in both "
+                f"(or one split in data.splits.train)"
+            )
         if self._holdout is not None:
             self.splits["val"] = HOLDOUT_SPLIT
         self._dataset_factory = dataset
@@ -136,6 +148,9 @@ class SegmentationDataModule(lightning.LightningDataModule):
         if key not in self._datasets and self._holdout is not None and split in (HOLDOUT_SPLIT, self.splits["train"]):
             build = self._pool_builder(download)
             self._datasets[key] = self._holdout.view(split == HOLDOUT_SPLIT, self._transforms[kind], build)
+        if key not in self._datasets and role == "train" and self.pools_train_splits:
+            parts = [self._build_split(name, None, download) for name in self.train_splits]
+            self._datasets[key] = PooledView([(part, i) for part in parts for i in range(len(part))], self._transforms[kind])
         if key not in self._datasets:
             self._datasets[key] = self._build_split(split, self._transforms[kind], download)
         return self._datasets[key]
@@ -153,6 +168,11 @@ class SegmentationDataModule(lightning.LightningDataModule):
 
     def _pool_builder(self, download: bool = True) -> Callable[[str], SegmentationDataset]:
         return lambda split: self._build_split(split, None, download)
+
+    @property
+    def pools_train_splits(self) -> bool:
+        """Whether training runs on every item of several splits (``data.splits.train`` is a list, no holdout)."""
+        return len(self.train_splits) > 1 and self._holdout is None
 
     @property
     def holdout(self) -> str | None:
@@ -297,3 +317,14 @@ class SegmentationDataModule(lightning.LightningDataModule):
     def predict_dataloader(self) -> DataLoader:
         return self._loader("predict", self.eval_batch_size, shuffle=False)
 
+
+def _train_splits(splits: Mapping[str, Any]) -> list[str]:
+    """The split names of the train role (one or several); every other role names exactly one split."""
+    for role, value in splits.items():
+        if role != "train" and not isinstance(value, str):
+            raise ValueError(f"data.splits.{role}={value!r} is invalid; expected one split name (only data.splits.train may list several)")
+    value = splits["train"]
+    names = [value] if isinstance(value, str) else list(value) if isinstance(value, (list, tuple)) else None
+    if not names or not all(isinstance(n, str) and n for n in names) or len(set(names)) != len(names):
+        raise ValueError(f"data.splits.train={value!r} is invalid; expected a split name or a list of distinct split names, e.g. [train, val]")
+    return names
