@@ -40,7 +40,9 @@ def test_explicit_and_no_class_weights(synthetic):
     assert build_system(model("[1,2,3,4]"), datamodule.info).class_weights.tolist() == [1, 2, 3, 4]  # listed: no caller needed
     none = build_system(model("null"), datamodule.info, class_weights_for(model("null"), datamodule))
     assert none.class_weights.tolist() == [1, 1, 1, 1]
-    with pytest.raises(ConfigError, match=r"model.class_weighting='inverse' is invalid"):
+    softened = build_system(model("median_frequency_sqrt"), datamodule.info, class_weights_for(model("median_frequency_sqrt"), datamodule))
+    assert torch.allclose(softened.criterion.weight, datamodule.class_weights("median_frequency").sqrt())
+    with pytest.raises(ConfigError, match=r"model.class_weighting='inverse' is invalid; expected median_frequency, median_frequency_sqrt"):
         build_system(model("inverse"), datamodule.info)
 
 

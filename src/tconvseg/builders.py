@@ -16,6 +16,8 @@ from tconvseg.cluster import cluster_plugins
 from tconvseg.data import DatasetInfo, SegmentationDataModule
 from tconvseg.system import SegmentationSystem
 
+COMPUTED_WEIGHTINGS = ("median_frequency", "median_frequency_sqrt")  # model.class_weighting values computed from the train masks
+
 
 class ConfigError(ValueError):
     """A config value that cannot work, explained."""
@@ -43,12 +45,12 @@ def model_options(model_cfg: DictConfig | dict) -> dict[str, Any]:
 def class_weights_for(model_cfg: DictConfig | dict, datamodule: SegmentationDataModule) -> torch.Tensor | list[float] | None:
     """The loss weights ``model.class_weighting`` asks for, for training on ``datamodule``.
 
-    ``median_frequency``: computed from the data module's train masks; a list: as given (checked by
-    `build_system`); ``null``: none.
+    ``median_frequency`` / ``median_frequency_sqrt``: computed from the data module's train masks; a list: as
+    given (checked by `build_system`); ``null``: none.
     """
     weighting = model_options(model_cfg).get("class_weighting")
-    if weighting == "median_frequency":
-        return datamodule.class_weights(method="median_frequency")
+    if weighting in COMPUTED_WEIGHTINGS:
+        return datamodule.class_weights(method=weighting)
     return list(weighting) if isinstance(weighting, (list, tuple)) else None
 
 
@@ -60,7 +62,7 @@ def build_system(
 
     ``class_weights`` (``(K,)``) are the loss weights; the caller computes them
     (`class_weights_for`). Without them a listed ``class_weighting`` is used as given, and
-    ``median_frequency`` leaves them to the checkpoint the system is then loaded from (evaluation).
+    a computed weighting (``median_frequency``, ``median_frequency_sqrt``) leaves them to the checkpoint the system is then loaded from (evaluation).
     ``class_weighting`` is checked either way. ``tta`` (``{"mode", "scales"}``) is the test-time
     augmentation of the system's test / predict steps, ``tiling`` how they tile large images. A config read from a checkpoint must pass
     `tconvseg.checkpoints.check_targets` first.
@@ -70,9 +72,9 @@ def build_system(
     listed = isinstance(weighting, (list, tuple)) and len(weighting) == info.num_classes and all(
         isinstance(w, (int, float)) and math.isfinite(w) and w >= 0 for w in weighting
     )
-    if weighting not in ("median_frequency", None) and not listed:
+    if weighting not in (*COMPUTED_WEIGHTINGS, None) and not listed:
         raise ConfigError(
-            f"model.class_weighting={weighting!r} is invalid; expected median_frequency, null or a list of "
+            f"model.class_weighting={weighting!r} is invalid; expected median_frequency, median_frequency_sqrt, null or a list of "
             f"{info.num_classes} finite non-negative per-class weights (one per class of {info.name!r})"
         )
     weights = class_weights if class_weights is not None else (list(weighting) if listed else None)

@@ -58,5 +58,6 @@ def test_datamodule_class_weights_use_train_masks_at_label_resolution(tmp_path):
         weights = dm.class_weights()
     assert weights.shape == (11,) and torch.allclose(weights, EXPECTED)
     assert torch.equal(dm.class_weights("uniform"), torch.ones(11))
+    assert torch.allclose(dm.class_weights("median_frequency_sqrt"), EXPECTED.sqrt())  # same order, half the log-spread
     with pytest.raises(ValueError, match="unknown class weight method 'inverse'"):
         dm.class_weights("inverse")

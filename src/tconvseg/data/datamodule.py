@@ -235,13 +235,17 @@ class SegmentationDataModule(lightning.LightningDataModule):
     def class_weights(self, method: str = "median_frequency") -> torch.Tensor:
         """Loss weights of shape ``(num_classes,)`` from the train masks at label resolution.
 
-        ``median_frequency``: see `tconvseg.data.stats.median_frequency_weights`; ``uniform``: ones.
+        ``median_frequency``: see `tconvseg.data.stats.median_frequency_weights`; ``median_frequency_sqrt``:
+        their square roots (the same order, half the spread on a log scale: thin classes still weigh more,
+        large ones are not starved); ``uniform``: ones.
         """
         if method not in WEIGHT_METHODS:
             raise ValueError(f"unknown class weight method {method!r}; expected one of {WEIGHT_METHODS}")
         if method not in self._weights:
             if method == "uniform":
                 weights = torch.ones(self.num_classes)
+            elif method == "median_frequency_sqrt":
+                weights = self.class_weights("median_frequency").sqrt()
             else:
                 masks = self.dataset("train").raw_masks()
                 weights = median_frequency_weights(masks, self.num_classes, self.info.class_names)

@@ -9,7 +9,8 @@ import torch
 
 from .decode import label_histogram
 
-WEIGHT_METHODS = ("median_frequency", "uniform")
+WEIGHT_METHODS = ("median_frequency", "median_frequency_sqrt", "uniform")
+"""Names of `SegmentationDataModule.class_weights` methods; the first two are computed from the train masks."""
 
 
 def class_pixel_counts(masks: Iterable[torch.Tensor], num_classes: int) -> tuple[torch.Tensor, torch.Tensor]:
