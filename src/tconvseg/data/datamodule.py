@@ -23,12 +23,12 @@ from .holdout import HOLDOUT_SPLIT, GroupHoldout
 from .info import DatasetInfo, dataset_info
 from .pooled import PooledView
 from .samplers import EpochShuffleSampler, ShardSampler
-from .stats import WEIGHT_METHODS, median_frequency_weights
+from .split_names import check_train_splits_match_pool, split_map
+from .stats import class_weights_by
 from .transforms import eval_transforms as build_eval_transforms
 from .transforms import train_transforms as build_train_transforms
 from .transforms import transforms_from_options
 
-DEFAULT_SPLITS = {"train": "train", "val": "val", "test": "test", "predict": "test"}
 _STAGE_ROLES = {"fit": ("train", "val"), "validate": ("val",), "test": ("test",), "predict": ("predict",)}
 
 
@@ -45,10 +45,8 @@ class SegmentationDataModule(lightning.LightningDataModule):
         num_workers: loader worker processes.
         persistent_workers: keep workers alive between epochs (only used when ``num_workers > 0``).
         pin_memory: page-locked batches for faster GPU copies; ``None`` = on when CUDA is available.
-        splits: overrides of the role -> split-name map ``{"train", "val", "test", "predict"}``. The train role
-            may name several splits (``["train", "val"]``): it is then their items, in that order (a
-            `PooledView`; its name in ``splits["train"]`` is ``"train+val"``). With ``holdout`` the list must
-            equal ``holdout_pool``, whose items without the held-out groups are then trained on.
+        splits: overrides of the role -> split-name map ``{"train", "val", "test", "predict"}``; the train role may
+            list several (`tconvseg.data.split_names.split_map`); under ``holdout`` that list must be ``holdout_pool``.
         drop_last: drop the last incomplete training batch.
         seed: seed of the training shuffle; ``None`` derives it from ``torch.initial_seed()``, which
             ``lightning.seed_everything`` sets, so seeded runs see the same order. The order of an
@@ -87,24 +85,15 @@ class SegmentationDataModule(lightning.LightningDataModule):
     ) -> None:
         super().__init__()
         self.info = dataset_info(info) if isinstance(info, str) else info
-        unknown = sorted(set(splits or {}) - set(DEFAULT_SPLITS))
-        if unknown:
-            raise ValueError(f"unknown splits key(s) {unknown}; expected some of {sorted(DEFAULT_SPLITS)}")
         for key, value in (("batch_size", batch_size), ("eval_batch_size", eval_batch_size)):
             if value is not None and value < 1:
                 raise ValueError(f"{key}={value} is invalid; expected a positive integer")
         if num_workers < 0:
             raise ValueError(f"num_workers={num_workers} is invalid; expected >= 0")
-        self.splits = {**DEFAULT_SPLITS, **dict(splits or {})}
-        self.train_splits = _train_splits(self.splits)
-        self.splits["train"] = "+".join(self.train_splits)
+        self.splits, self.train_splits = split_map(splits)
         self._holdout = GroupHoldout.from_options(holdout, holdout_groups, holdout_fold, holdout_pool)
-        if self._holdout is not None and len(self.train_splits) > 1 and self.train_splits != self._holdout.pool:
-            raise ValueError(
-                f"data.splits.train={self.train_splits} and data.holdout_pool={self._holdout.pool} differ: under data.holdout="
-                f"{holdout} the training items are the pool without the held-out groups; expected the same list in both "
-                f"(or one split in data.splits.train)"
-            )
+        if self._holdout is not None:
+            check_train_splits_match_pool(self.train_splits, self._holdout.pool, holdout)
         if self._holdout is not None:
             self.splits["val"] = HOLDOUT_SPLIT
         self._dataset_factory = dataset
@@ -233,23 +222,10 @@ class SegmentationDataModule(lightning.LightningDataModule):
             self.dataset(role, download=False)
 
     def class_weights(self, method: str = "median_frequency") -> torch.Tensor:
-        """Loss weights of shape ``(num_classes,)`` from the train masks at label resolution.
-
-        ``median_frequency``: see `tconvseg.data.stats.median_frequency_weights`; ``median_frequency_sqrt``:
-        their square roots (the same order, half the spread on a log scale: thin classes still weigh more,
-        large ones are not starved); ``uniform``: ones.
-        """
-        if method not in WEIGHT_METHODS:
-            raise ValueError(f"unknown class weight method {method!r}; expected one of {WEIGHT_METHODS}")
+        """Loss weights ``(num_classes,)`` from the train masks at label resolution, by `tconvseg.data.stats.class_weights_by`."""
         if method not in self._weights:
-            if method == "uniform":
-                weights = torch.ones(self.num_classes)
-            elif method == "median_frequency_sqrt":
-                weights = self.class_weights("median_frequency").sqrt()
-            else:
-                masks = self.dataset("train").raw_masks()
-                weights = median_frequency_weights(masks, self.num_classes, self.info.class_names)
-            self._weights[method] = weights
+            masks = self.dataset("train").raw_masks() if method != "uniform" else iter(())
+            self._weights[method] = class_weights_by(method, masks, self.num_classes, self.info.class_names)
         return self._weights[method].clone()
 
     def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
@@ -321,14 +297,3 @@ class SegmentationDataModule(lightning.LightningDataModule):
     def predict_dataloader(self) -> DataLoader:
         return self._loader("predict", self.eval_batch_size, shuffle=False)
 
-
-def _train_splits(splits: Mapping[str, Any]) -> list[str]:
-    """The split names of the train role (one or several); every other role names exactly one split."""
-    for role, value in splits.items():
-        if role != "train" and not isinstance(value, str):
-            raise ValueError(f"data.splits.{role}={value!r} is invalid; expected one split name (only data.splits.train may list several)")
-    value = splits["train"]
-    names = [value] if isinstance(value, str) else list(value) if isinstance(value, (list, tuple)) else None
-    if not names or not all(isinstance(n, str) and n for n in names) or len(set(names)) != len(names):
-        raise ValueError(f"data.splits.train={value!r} is invalid; expected a split name or a list of distinct split names, e.g. [train, val]")
-    return names

@@ -56,3 +56,18 @@ def median_frequency_weights(
         missing = [class_names[c] if class_names else str(c) for c in torch.nonzero(~seen).flatten().tolist()]
         warnings.warn(f"classes never seen in the training masks get weight 0: {missing}", stacklevel=2)
     return weights.to(torch.float32)
+
+
+def class_weights_by(method: str, masks: Iterable[torch.Tensor], num_classes: int, class_names: Sequence[str] | None = None) -> torch.Tensor:
+    """Loss weights ``(num_classes,)`` float32 by one of `WEIGHT_METHODS` (``masks`` unused for ``uniform``).
+
+    ``median_frequency``: `median_frequency_weights`; ``median_frequency_sqrt``: their square roots (the same
+    order, half the spread on a log scale: thin classes still weigh more, large ones are not starved);
+    ``uniform``: ones.
+    """
+    if method not in WEIGHT_METHODS:
+        raise ValueError(f"unknown class weight method {method!r}; expected one of {WEIGHT_METHODS}")
+    if method == "uniform":
+        return torch.ones(num_classes)
+    weights = median_frequency_weights(masks, num_classes, class_names)
+    return weights.sqrt() if method == "median_frequency_sqrt" else weights
