@@ -94,7 +94,6 @@ class SegmentationDataModule(lightning.LightningDataModule):
         self._holdout = GroupHoldout.from_options(holdout, holdout_groups, holdout_fold, holdout_pool)
         if self._holdout is not None:
             check_train_splits_match_pool(self.train_splits, self._holdout.pool, holdout)
-        if self._holdout is not None:
             self.splits["val"] = HOLDOUT_SPLIT
         self._dataset_factory = dataset
         self._train_spec = dict(train_transforms or {}) if isinstance(train_transforms, Mapping) or train_transforms is None else None
