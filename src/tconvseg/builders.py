@@ -14,9 +14,8 @@ from omegaconf.errors import MissingMandatoryValue
 from tconvseg.checkpoints import AtomicCheckpointIO
 from tconvseg.cluster import cluster_plugins
 from tconvseg.data import DatasetInfo, SegmentationDataModule
+from tconvseg.data.stats import COMPUTED_WEIGHTINGS
 from tconvseg.system import SegmentationSystem
-
-COMPUTED_WEIGHTINGS = ("median_frequency", "median_frequency_sqrt")  # model.class_weighting values computed from the train masks
 
 
 class ConfigError(ValueError):

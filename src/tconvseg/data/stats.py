@@ -9,8 +9,10 @@ import torch
 
 from .decode import label_histogram
 
-WEIGHT_METHODS = ("median_frequency", "median_frequency_sqrt", "uniform")
-"""Names of `SegmentationDataModule.class_weights` methods; the first two are computed from the train masks."""
+COMPUTED_WEIGHTINGS = ("median_frequency", "median_frequency_sqrt")
+"""The weight methods computed from the train masks (also the computed values of ``model.class_weighting``)."""
+WEIGHT_METHODS = (*COMPUTED_WEIGHTINGS, "uniform")
+"""Names of `SegmentationDataModule.class_weights` methods."""
 
 
 def class_pixel_counts(masks: Iterable[torch.Tensor], num_classes: int) -> tuple[torch.Tensor, torch.Tensor]:
