@@ -3,7 +3,7 @@
 - `StoreRunInfo` (always added by ``train``): the model config and run identity in every checkpoint.
 - `LogRunToTrackers` (always added): config, tags, run folder and checkpoint paths to MLflow / W&B loggers.
 - `StopOnNonFinite` (always added): a NaN / infinite loss or gradient stops training, naming the step.
-- `EMAWeights` (``callbacks=[default,ema]``): Lightning's weight averaging.
+- `EMAWeights` (``callbacks=[default,ema]``): Lightning's weight averaging, batch-norm statistics recomputed for the average.
 - `TimeBudget` (``callbacks.time_budget``): a learning rate keyed on elapsed time and a stop inside a
   wall-clock budget.
 - `TrainTransformPhase` (``callbacks.train_phase``): other training transforms for the last part of a run.

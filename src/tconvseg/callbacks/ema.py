@@ -1,28 +1,106 @@
-"""EMAWeights: Lightning's weight averaging, with the averaged weights scored after fit."""
+"""EMAWeights: Lightning's weight averaging, with batch-norm statistics that fit the averaged weights."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 import lightning as L
+import torch
 from lightning.pytorch.callbacks import EMAWeightAveraging
+from torch import nn
+from torch.nn.modules.batchnorm import _BatchNorm
+
+
+def recompute_batch_norm(module: nn.Module, batches: Iterable[torch.Tensor]) -> bool:
+    """Set every batch-norm layer's running statistics to the exact mean / variance over ``batches``.
+
+    ``module(images)`` is called on each tensor ``(N, C, H, W)`` with the batch-norm layers in training
+    mode and cumulative averaging (``momentum=None``), everything else in eval mode (dropout draws no
+    random numbers) and without gradients; modes and momenta are restored afterwards. Returns False,
+    changing nothing, when the module has no batch norm or ``batches`` is empty.
+    """
+    batches = list(batches)
+    norms = [m for m in module.modules() if isinstance(m, _BatchNorm)]
+    if not norms or not batches:
+        return False
+    modes = {m: m.training for m in module.modules()}
+    momenta = {m: m.momentum for m in norms}
+    module.eval()
+    for norm in norms:
+        norm.reset_running_stats()
+        norm.momentum = None
+        norm.train()
+    with torch.no_grad():
+        for images in batches:
+            module(images)
+    for norm, momentum in momenta.items():
+        norm.momentum = momentum
+    for m, mode in modes.items():
+        m.train(mode)
+    return True
 
 
 class EMAWeights(EMAWeightAveraging):
-    """Lightning's `EMAWeightAveraging`; after fitting, a checkpoint is used as it is saved.
+    """Lightning's `EMAWeightAveraging`, with two changes.
 
-    Lightning's callback keeps its averaged model after ``fit``. When ``train(cfg)`` then validates
-    or tests the best checkpoint with the same trainer, the stock callback loads the checkpoint's raw
-    weights (``current_model_state``) into the model and swaps the average in for validation only:
-    the test split would be scored with the raw weights. Here every stage but ``fit`` forgets the
-    averaged model, so validate / test / predict use the checkpoint's ``state_dict``, which holds the
-    averaged weights, exactly as ``evaluate(cfg)`` does. Training and resuming are Lightning's.
+    **Batch-norm statistics.** An average of batch-norm running statistics (``use_buffers=True``) does
+    not describe the averaged weights: their activations have other means and variances, the error
+    grows layer by layer, and a short run's averaged model can score a third of the raw one (docs/results.md,
+    "New streets"). So before the averaged model is used — validation, a checkpoint, the end of ``fit`` —
+    its statistics are recomputed from the last ``recompute_bn_batches`` training batches of the current
+    epoch (the inputs as the model saw them, after any device augmentation; kept by reference, so they
+    cost that many batches of memory). The batches are those of the current epoch only, so a run resumed
+    at an epoch boundary recomputes from the same batches as the uninterrupted one. ``0`` keeps
+    Lightning's behaviour. Under DDP each process recomputes from its own batches.
+
+    **After fitting, a checkpoint is used as it is saved.** Lightning's callback keeps its averaged
+    model after ``fit``. When ``train(cfg)`` then validates or tests the best checkpoint with the same
+    trainer, the stock callback loads the checkpoint's raw weights (``current_model_state``) into the
+    model and swaps the average in for validation only: the test split would be scored with the raw
+    weights. Here every stage but ``fit`` forgets the averaged model, so validate / test / predict use
+    the checkpoint's ``state_dict``, which holds the averaged weights, exactly as ``evaluate(cfg)`` does.
     """
+
+    def __init__(self, *args: Any, recompute_bn_batches: int = 32, **kwargs: Any) -> None:
+        if recompute_bn_batches < 0:
+            raise ValueError(f"callbacks.ema.recompute_bn_batches={recompute_bn_batches}: expected a count >= 0 (0 = off)")
+        super().__init__(*args, **kwargs)
+        self.recompute_bn_batches = recompute_bn_batches
+        self._recent_inputs: list[torch.Tensor] = []
+        self._bn_stale = False
 
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         if stage != "fit":
             self._average_model = None
         super().setup(trainer, pl_module, stage)
+
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._recent_inputs = []
+
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int) -> None:
+        super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
+        if self.recompute_bn_batches:
+            images = batch[0] if isinstance(batch, (list, tuple)) else batch
+            self._recent_inputs = [*self._recent_inputs, images.detach()][-self.recompute_bn_batches :]
+            self._bn_stale = True
+
+    def _refresh_batch_norm(self) -> None:
+        if self._bn_stale and self._average_model is not None:
+            recompute_batch_norm(self._average_model.module, self._recent_inputs)
+            self._bn_stale = False
+
+    def on_validation_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._refresh_batch_norm()
+        super().on_validation_epoch_start(trainer, pl_module)
+
+    def on_save_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict[str, Any]) -> None:
+        self._refresh_batch_norm()
+        super().on_save_checkpoint(trainer, pl_module, checkpoint)
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._refresh_batch_norm()
+        super().on_train_end(trainer, pl_module)
 
     def on_load_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict[str, Any]) -> None:
         if self._average_model is not None:  # outside fit: the averaged state_dict is already loaded
