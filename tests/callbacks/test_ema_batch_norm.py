@@ -9,8 +9,8 @@ import torch
 from torch import nn
 
 from tconvseg.callbacks import EMAWeights
-from tconvseg.callbacks.ema import recompute_batch_norm
 from tconvseg.checkpoints import load_checkpoint
+from tconvseg.nn import recompute_batch_norm
 from tconvseg.train import train
 from tests.helpers.configs import SYNTH, compose_cfg
 

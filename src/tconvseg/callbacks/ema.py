@@ -2,43 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from typing import Any
 
 import lightning as L
 import torch
 from lightning.pytorch.callbacks import EMAWeightAveraging
-from torch import nn
-from torch.nn.modules.batchnorm import _BatchNorm
 
-
-def recompute_batch_norm(module: nn.Module, batches: Iterable[torch.Tensor]) -> bool:
-    """Set every batch-norm layer's running statistics to the exact mean / variance over ``batches``.
-
-    ``module(images)`` is called on each tensor ``(N, C, H, W)`` with the batch-norm layers in training
-    mode and cumulative averaging (``momentum=None``), everything else in eval mode (dropout draws no
-    random numbers) and without gradients; modes and momenta are restored afterwards. Returns False,
-    changing nothing, when the module has no batch norm or ``batches`` is empty.
-    """
-    batches = list(batches)
-    norms = [m for m in module.modules() if isinstance(m, _BatchNorm)]
-    if not norms or not batches:
-        return False
-    modes = {m: m.training for m in module.modules()}
-    momenta = {m: m.momentum for m in norms}
-    module.eval()
-    for norm in norms:
-        norm.reset_running_stats()
-        norm.momentum = None
-        norm.train()
-    with torch.no_grad():
-        for images in batches:
-            module(images)
-    for norm, momentum in momenta.items():
-        norm.momentum = momentum
-    for m, mode in modes.items():
-        m.train(mode)
-    return True
+from tconvseg.nn.batch_norm import recompute_batch_norm
 
 
 class EMAWeights(EMAWeightAveraging):

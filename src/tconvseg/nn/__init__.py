@@ -4,6 +4,7 @@ decoders and the encoder → decoder → head model.
 Imports only torch and torchvision (a test checks that Lightning, Hydra and torchmetrics stay out).
 """
 
+from tconvseg.nn.batch_norm import recompute_batch_norm
 from tconvseg.nn.bilinear import bilinear_kernel_1d, bilinear_kernel_2d, fill_bilinear_
 from tconvseg.nn.blocks import DecoderBlock
 from tconvseg.nn.decoders import AuxHeads, FCNDecoder, SkipDecoder, UNetDecoder
@@ -53,6 +54,7 @@ __all__ = [
     "min_input_size",
     "output_padding_for",
     "plain_conv_encoder",
+    "recompute_batch_norm",
     "register_step_rule",
     "step_between",
     "step_of",
