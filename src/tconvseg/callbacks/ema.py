@@ -52,7 +52,8 @@ class EMAWeights(EMAWeightAveraging):
         super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
         if self.recompute_bn_batches:
             images = batch[0] if isinstance(batch, (list, tuple)) else batch
-            self._recent_inputs = [*self._recent_inputs, images.detach()][-self.recompute_bn_batches :]
+            self._recent_inputs.append(images.detach())
+            del self._recent_inputs[: -self.recompute_bn_batches]
             self._bn_stale = True
 
     def _refresh_batch_norm(self) -> None:

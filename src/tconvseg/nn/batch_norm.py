@@ -16,6 +16,10 @@ def recompute_batch_norm(module: nn.Module, batches: Iterable[torch.Tensor]) -> 
     mode and cumulative averaging (``momentum=None``), everything else in eval mode (dropout draws no
     random numbers) and without gradients; modes and momenta are restored afterwards. Returns False,
     changing nothing, when the module has no batch norm or ``batches`` is empty.
+
+    Unlike ``torch.optim.swa_utils.update_bn``, which puts the whole module in training mode, only the
+    batch-norm layers train here: dropout would draw from the global random stream and shift the rest
+    of a training run.
     """
     batches = list(batches)
     norms = [m for m in module.modules() if isinstance(m, _BatchNorm)]
