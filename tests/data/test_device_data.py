@@ -88,6 +88,10 @@ def test_mixed_sizes_refuse_a_forced_cache_and_fall_back_under_auto():
         ({"augment_on": "device", "device_cache": "yes"}, r"data.device_cache='yes' is invalid"),
         ({"augment_on": "device", "device_cache_fraction": 0}, r"device_cache_fraction=0 is invalid"),
         ({"augment_on": "device", "train_transforms": {"photometric": 0.5}}, r"\['photometric'\] have no device version"),
+        (
+            {"augment_on": "device", "train_transforms": {"crop_size": [8, 8], "class_uniform_crop": 0.5}},
+            r"\['class_uniform_crop'\] have no device version",
+        ),
     ],
 )
 def test_bad_device_options_are_named(tmp_path, options, message):

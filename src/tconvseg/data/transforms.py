@@ -20,6 +20,7 @@ from torchvision.transforms.v2 import functional as F
 from tconvseg.nn.shapes import as_pair
 
 from .base import Transforms
+from .class_crop import ClassUniformCrop
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -111,6 +112,7 @@ def train_transforms(
     size: Sequence[int] | None = None,
     random_scale: Sequence[float] | None = None,
     crop_size: Sequence[int] | int | None = None,
+    class_uniform_crop: float | None = None,
     hflip: float = 0.5,
     color_jitter: float | Sequence[float] | None = None,
     photometric: float | None = None,
@@ -128,6 +130,9 @@ def train_transforms(
         random_scale: ``(low, high)`` factor range applied on top of the base resize.
         crop_size: ``(height, width)`` (or int) of the random crop; pads with 0 (image) and
             ``ignore_index`` (mask) where the image is smaller. ``None`` = no crop.
+        class_uniform_crop: probability that the crop is placed on a class drawn uniformly from those
+            in the mask (`tconvseg.data.class_crop.ClassUniformCrop`; thin classes are then cropped as
+            often as large ones); needs ``crop_size``. ``None`` = plain random crops.
         hflip: probability of a horizontal flip (0 disables).
         color_jitter: brightness/contrast/saturation strength, or ``(b, c, s, hue)``; ``None`` = off.
         photometric: probability of each step of ``v2.RandomPhotometricDistort`` (SSD's: brightness,
@@ -145,7 +150,15 @@ def train_transforms(
     if crop_size is not None:
         crop = _pair(crop_size, "crop_size")
         fill = {tv_tensors.Image: 0, tv_tensors.Mask: ignore_index, "others": 0}
-        steps.append(v2.RandomCrop(list(crop), pad_if_needed=True, fill=fill))
+        if class_uniform_crop is None:
+            steps.append(v2.RandomCrop(list(crop), pad_if_needed=True, fill=fill))
+        else:
+            steps.append(ClassUniformCrop(crop, class_uniform_crop, ignore_index, fill=fill))
+    elif class_uniform_crop is not None:
+        raise ValueError(
+            f"transform option class_uniform_crop={class_uniform_crop!r} needs crop_size (it places the crop); "
+            f"give data.train_transforms.crop_size=[H,W] or leave class_uniform_crop null"
+        )
     if not 0.0 <= hflip <= 1.0:
         raise ValueError(f"transform option hflip={hflip!r} is invalid; expected a probability in [0, 1]")
     if hflip > 0:
