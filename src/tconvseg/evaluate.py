@@ -15,7 +15,7 @@ from rich.console import Console
 from rich.table import Table
 
 from tconvseg.builders import build_datamodule, build_trainer
-from tconvseg.callbacks import ConfusionMatrixRecorder, write_eval_pictures
+from tconvseg.callbacks import BatchNormAdaptation, ConfusionMatrixRecorder, check_adapt_bn, write_eval_pictures
 from tconvseg.checkpoints import (
     CKPT_MODEL_CONFIG,
     CKPT_RUN_IDENTITY,
@@ -43,7 +43,8 @@ def evaluate(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
     written atomically, so evaluating several checkpoints of one run keeps every result. Beside it:
     ``confusion_matrix_<split>_<stem>.csv`` / ``.png`` and ``samples_<split>_<stem>.png`` (the
     first ``samples`` items). ``tta=flip`` scores with flip test-time augmentation,
-    ``tta=multiscale_flip`` with flipped copies at each of ``tta_scales`` (the report records both).
+    ``tta=multiscale_flip`` with flipped copies at each of ``tta_scales`` (the report records both);
+    ``adapt_bn=true`` first recomputes the batch-norm statistics from the split's images (`BatchNormAdaptation`).
 
     Returns ``(metrics, objects)``: metrics named ``<split>/mIoU``, ``<split>/IoU/<class>``, ...
     and ``cfg``, ``datamodule``, ``model``, ``trainer``, ``json_path``.
@@ -55,6 +56,7 @@ def evaluate(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
         L.seed_everything(cfg.seed, workers=True)
     torch.set_float32_matmul_precision(cfg.get("float32_matmul_precision", "high"))
     tta = dict(zip(("mode", "scales"), tta_options(cfg)))  # checked before anything is loaded
+    adapt_bn = check_adapt_bn(cfg.get("adapt_bn", False))
     ckpt_path = resolve_checkpoint(str(cfg.ckpt_path), cfg.paths.log_dir)
     checkpoint = load_checkpoint(ckpt_path)
     cfg = holdout_from_checkpoint(cfg, checkpoint, ckpt_path)
@@ -65,7 +67,8 @@ def evaluate(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
     model = _restored_model(cfg, checkpoint, ckpt_path, datamodule, tta)
 
     recorder = ConfusionMatrixRecorder()
-    trainer = build_trainer(cfg, logger=False, callbacks=[recorder], enable_checkpointing=False)
+    adaptation = [BatchNormAdaptation()] if adapt_bn else []
+    trainer = build_trainer(cfg, logger=False, callbacks=[recorder, *adaptation], enable_checkpointing=False)
     (result,) = trainer.test(model, datamodule=datamodule, verbose=False)
     metrics = {f"{cfg.split}/{k.removeprefix('test/')}": float(v) for k, v in result.items()}
     json_path = Path(cfg.output_json) if cfg.get("output_json") else run_dir_of(ckpt_path) / f"eval_{cfg.split}_{Path(ckpt_path).stem}.json"
@@ -75,7 +78,7 @@ def evaluate(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
     print_report(metrics, cfg.split, list(datamodule.info.class_names))
     report = {
         "checkpoint": str(Path(ckpt_path).resolve()), "split": cfg.split, "epoch": checkpoint.get("epoch"),
-        "tta": model.tta.record(), "tiling": model.inference.record(), "holdout": datamodule.holdout_identity(),
+        "tta": model.tta.record(), "adapt_bn": adapt_bn, "tiling": model.inference.record(), "holdout": datamodule.holdout_identity(),
         "trained_on_split": trained_on, "metrics": metrics,
     }
     _write_report(report, json_path)

@@ -24,6 +24,7 @@ from rich.console import Console
 from torch.utils.data import DataLoader
 
 from tconvseg.builders import build_group, build_trainer
+from tconvseg.callbacks import BatchNormAdaptation, check_adapt_bn
 from tconvseg.checkpoints import atomic_save_image
 from tconvseg.data.errors import DatasetError
 from tconvseg.data.images import DEFAULT_MAX_IMAGE_PIXELS, ImageFilesDataset, SameSizeBatchSampler, collate_images, list_images
@@ -105,6 +106,7 @@ def predict(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
     if scale is not None and not (isinstance(scale, (int, float)) and scale > 0):
         raise ValueError(f"scale={scale!r} is invalid; expected a factor > 0 (e.g. scale=0.5), or null for each image's own size")
     tta_options(cfg)  # checked before the images and the checkpoint are read
+    adapt_bn = check_adapt_bn(cfg.get("adapt_bn", False))
     tiling_options(cfg)
     max_pixels = cfg.get("max_image_pixels", DEFAULT_MAX_IMAGE_PIXELS)
     if isinstance(max_pixels, bool) or not isinstance(max_pixels, int) or max_pixels < 1:
@@ -120,17 +122,20 @@ def predict(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
     dataset = ImageFilesDataset(files, eval_transforms(scale=scale, mean=mean, std=std), on_error=cfg.on_error, max_pixels=max_pixels)
     if not len(dataset):
         raise DatasetError(f"input={cfg.input}: none of its {len(files)} image(s) could be read: {dataset.failed[:3]}")
-    loader = DataLoader(
-        dataset, batch_sampler=SameSizeBatchSampler(dataset.sizes, cfg.batch_size),
-        collate_fn=collate_images, num_workers=cfg.get("num_workers", 0),
-    )
+    def loader() -> DataLoader:
+        return DataLoader(
+            dataset, batch_sampler=SameSizeBatchSampler(dataset.sizes, cfg.batch_size),
+            collate_fn=collate_images, num_workers=cfg.get("num_workers", 0),
+        )
+
     output_dir = Path(cfg.output_dir)
     writer = SegmentationWriter(output_dir, restored.info, mean, std, cfg.get("overlay_alpha", 0.5))
-    trainer = build_trainer(cfg, logger=False, callbacks=[writer, *build_group(cfg.get("callbacks"))], enable_checkpointing=False)
+    adaptation = [BatchNormAdaptation(restored.system, images=loader())] if adapt_bn else []
+    trainer = build_trainer(cfg, logger=False, callbacks=[writer, *adaptation, *build_group(cfg.get("callbacks"))], enable_checkpointing=False)
     with warnings.catch_warnings():
         # Lightning cannot see that a custom batch sampler returns every index; this one does.
         warnings.filterwarnings("ignore", message=".*custom batch sampler.*")
-        trainer.predict(_Predictor(restored.system), dataloaders=loader, return_predictions=False)
+        trainer.predict(_Predictor(restored.system), dataloaders=loader(), return_predictions=False)
 
     skipped = dataset.failed + writer.failed
     if skipped:

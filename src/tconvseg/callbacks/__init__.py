@@ -9,8 +9,10 @@
 - `TrainTransformPhase` (``callbacks.train_phase``): other training transforms for the last part of a run.
 - `ValSamples` (``+callbacks=val_samples``): image | truth | prediction grids during training.
 - `ConfusionMatrixRecorder`: the test loop's confusion matrix, for the evaluation pictures.
+- `BatchNormAdaptation` (``adapt_bn=true`` of eval / predict): batch-norm statistics from the images being scored.
 """
 
+from .batch_norm_adaptation import BatchNormAdaptation, check_adapt_bn
 from .confusion import ConfusionMatrixRecorder, write_eval_pictures
 from .ema import EMAWeights
 from .non_finite import NonFiniteError, StopOnNonFinite
@@ -22,6 +24,7 @@ from .val_samples import ValSamples
 
 __all__ = [
     "STATE_KEY",
+    "BatchNormAdaptation",
     "ConfusionMatrixRecorder",
     "EMAWeights",
     "LogRunToTrackers",
@@ -31,6 +34,7 @@ __all__ = [
     "TimeBudget",
     "TrainTransformPhase",
     "ValSamples",
+    "check_adapt_bn",
     "finished_budget",
     "process_started_at",
     "write_eval_pictures",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterable
 
 import torch
@@ -21,9 +22,10 @@ def recompute_batch_norm(module: nn.Module, batches: Iterable[torch.Tensor]) -> 
     batch-norm layers train here: dropout would draw from the global random stream and shift the rest
     of a training run.
     """
-    batches = list(batches)
     norms = [m for m in module.modules() if isinstance(m, _BatchNorm)]
-    if not norms or not batches:
+    stream = iter(batches)  # streamed, not listed: a whole split's images need not fit in memory at once
+    first = next(stream, None)
+    if not norms or first is None:
         return False
     modes = {m: m.training for m in module.modules()}
     momenta = {m: m.momentum for m in norms}
@@ -33,7 +35,7 @@ def recompute_batch_norm(module: nn.Module, batches: Iterable[torch.Tensor]) -> 
         norm.momentum = None
         norm.train()
     with torch.no_grad():
-        for images in batches:
+        for images in itertools.chain([first], stream):
             module(images)
     for norm, momentum in momenta.items():
         norm.momentum = momentum
