@@ -121,3 +121,18 @@ def test_eval_and_predict_check_the_option_before_loading_anything(tmp_path):
         evaluate(compose_cfg("eval", tmp_path, ["data=synthetic", f"ckpt_path={missing}", "adapt_bn=yes"]))
     with pytest.raises(ValueError, match="adapt_bn='yes' is invalid"):
         predict(compose_cfg("predict", tmp_path, [f"ckpt_path={missing}", f"input={tmp_path}", "data=synthetic", "adapt_bn=yes"]))
+
+
+class PooledNorm(Scorer):
+    """A batch norm after global pooling: one value per channel for a batch of one image."""
+
+    def inference(self, images: torch.Tensor) -> torch.Tensor:
+        return self.norm(self.conv(images).mean(dim=(2, 3), keepdim=True))
+
+
+def test_one_value_per_channel_is_explained():
+    single = [(torch.randn(1, 3, 9, 9), torch.zeros(1, 9, 9))]
+    model = PooledNorm().eval()
+    with pytest.raises(ValueError, match=r"adapt_bn=true: a batch-norm layer .* single value per channel .*batch_size=8"):
+        BatchNormAdaptation().on_test_start(stub_trainer([single]), model)
+    assert not model.norm.training and model.norm.momentum == 0.1  # modes and momentum restored after the failure

@@ -84,7 +84,18 @@ class BatchNormAdaptation(L.Callback):
         loaders = [loaders] if not isinstance(loaders, (list, tuple)) else list(loaders)
         count = [0]
         system = self.system if self.system is not None else pl_module
-        if recompute_batch_norm(_Scoring(system), _images(loaders, system.device, count)):
+        try:
+            changed = recompute_batch_norm(_Scoring(system), _images(loaders, system.device, count))
+        except ValueError as err:
+            if "more than 1 value per channel" not in str(err):
+                raise
+            raise ValueError(
+                f"adapt_bn=true: a batch-norm layer of the network saw a single value per channel in a batch of the "
+                f"{stage} images (a norm after global pooling, with one image per batch); its variance is undefined. "
+                f"Expected batches of several images: raise the batch size (predict: batch_size=8; eval: "
+                f"data.eval_batch_size=8), or give images of one size so that they batch together."
+            ) from err
+        if changed:
             log.info("adapt_bn=true: batch-norm statistics recomputed from the %d %s images about to be scored", count[0], stage)
         else:
             log.warning("adapt_bn=true changed nothing: the network has no batch norm, or there are no %s images", stage)

@@ -34,11 +34,13 @@ def recompute_batch_norm(module: nn.Module, batches: Iterable[torch.Tensor]) -> 
         norm.reset_running_stats()
         norm.momentum = None
         norm.train()
-    with torch.no_grad():
-        for images in itertools.chain([first], stream):
-            module(images)
-    for norm, momentum in momenta.items():
-        norm.momentum = momentum
-    for m, mode in modes.items():
-        m.train(mode)
+    try:
+        with torch.no_grad():
+            for images in itertools.chain([first], stream):
+                module(images)
+    finally:  # modes and momenta come back even when a forward pass fails (the statistics are then partial)
+        for norm, momentum in momenta.items():
+            norm.momentum = momentum
+        for m, mode in modes.items():
+            m.train(mode)
     return True
