@@ -104,7 +104,10 @@ class BatchNormAdaptation(L.Callback):
 def _images(loaders: Iterable[Any], device: torch.device, count: list[int]) -> Iterator[torch.Tensor]:
     for loader in loaders:
         for batch in loader:
-            images = batch.get("images") if isinstance(batch, dict) else batch[0] if isinstance(batch, (tuple, list)) else batch
+            if isinstance(batch, dict):  # predict's batches
+                images = batch.get("images")
+            else:  # (images, masks) of eval, or bare images
+                images = batch[0] if isinstance(batch, (tuple, list)) else batch
             if images is None:  # predict: every file of the batch failed to decode (on_error=skip)
                 continue
             count[0] += len(images)

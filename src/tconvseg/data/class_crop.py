@@ -1,7 +1,8 @@
 """A random crop that, some of the time, is placed on a class drawn uniformly from those in the mask.
 
-A plain random crop of a street scene mostly holds road, sky and building; thin, rare classes (pole,
-sign, bicyclist) often fall outside it. Class-uniform sampling (Zhu et al., "Improving Semantic
+Where the crop is small beside the frame, a plain random crop of a street scene mostly holds road, sky
+and building, and thin, rare classes (pole, sign, bicyclist) often fall outside it (at CamVid's 180x240
+crops of half-size frames they rarely do: docs/results.md, amendment 17). Class-uniform sampling (Zhu et al., "Improving Semantic
 Segmentation via Video Propagation and Label Relaxation", CVPR 2019: NVIDIA's ``class_uniform_pct``)
 centres a share of the crops on a class drawn with equal chance among the classes present, so each
 present class is the target of a crop as often as any other. This is the per-item form: the image is
