@@ -19,6 +19,7 @@ from torchvision.models.resnet import BasicBlock, Bottleneck
 from torchvision.ops.misc import SqueezeExcitation
 
 from tconvseg.nn.encoders.staged import StagedEncoder
+from tconvseg.nn.instance_batch_norm import add_instance_batch_norm
 from tconvseg.nn.walk import register_step_rule
 
 
@@ -45,7 +46,12 @@ _FEATURE_LAYERS: dict[str, Callable[[nn.Module], list[nn.Module]]] = {
 TORCHVISION_ENCODERS = tuple(_FEATURE_LAYERS)
 
 
-def torchvision_encoder(name: str, *, weights: str | None = None, in_channels: int = 3) -> StagedEncoder:
+_RESIDUAL_BLOCKS = (BasicBlock, Bottleneck, InvertedResidual)
+
+
+def torchvision_encoder(
+    name: str, *, weights: str | None = None, in_channels: int = 3, ibn_stages: int = 0
+) -> StagedEncoder:
     """A `StagedEncoder` from a torchvision classification model.
 
     Args:
@@ -54,6 +60,10 @@ def torchvision_encoder(name: str, *, weights: str | None = None, in_channels: i
             the model's weights enum such as ``"IMAGENET1K_V1"``.
         in_channels: input channels; other than 3 replaces the first conv (same geometry, new
             random weights).
+        ibn_stages: in the first ``ibn_stages`` stages, the first batch norm of each residual block
+            normalises half of its channels per image (IBN-Net's IBN-a; see
+            `tconvseg.nn.instance_batch_norm`). 0 leaves the backbone as torchvision builds it;
+            IBN-Net's rule is every stage but the deepest. Needs residual blocks (not VGG).
     """
     if name not in _FEATURE_LAYERS:
         raise ValueError(f"unknown torchvision encoder {name!r}; expected one of {', '.join(TORCHVISION_ENCODERS)}")
@@ -67,7 +77,17 @@ def torchvision_encoder(name: str, *, weights: str | None = None, in_channels: i
     layers = _FEATURE_LAYERS[name](model)
     if in_channels != 3:
         layers = _replace_first_conv(layers, in_channels)
-    return StagedEncoder.from_layers(layers, in_channels)
+    encoder = StagedEncoder.from_layers(layers, in_channels)
+    if isinstance(ibn_stages, bool) or not isinstance(ibn_stages, int) or not 0 <= ibn_stages <= len(encoder.stages):
+        raise ValueError(
+            f"ibn_stages={ibn_stages!r} for {name}: expected an integer from 0 to its {len(encoder.stages)} stages"
+        )
+    if ibn_stages:
+        try:
+            add_instance_batch_norm(encoder.stages[:ibn_stages], _RESIDUAL_BLOCKS)
+        except ValueError as err:
+            raise ValueError(f"ibn_stages={ibn_stages} for {name}: {err}") from None
+    return encoder
 
 
 def _replace_first_conv(layers: list[nn.Module], in_channels: int) -> list[nn.Module]:
