@@ -1,5 +1,5 @@
 """Recipe levers switched from the config: EMA of the weights (validated, checkpointed, resumed), a
-training-transform phase, channels_last, torch.compile, thread count."""
+training-transform phase, channels_last, torch.compile, thread count, instance-batch norm."""
 
 from __future__ import annotations
 
@@ -13,6 +13,8 @@ from tconvseg.builders import build_datamodule, build_system, build_trainer, cla
 from tconvseg.callbacks import TrainTransformPhase
 from tconvseg.checkpoints import load_checkpoint, resume_checkpoint_path
 from tconvseg.evaluate import evaluate
+from tconvseg.export import export
+from tconvseg.nn import InstanceBatchNorm2d
 from tconvseg.train import train
 from tests.helpers.configs import SYNTH, compose_cfg
 
@@ -136,3 +138,19 @@ def test_the_training_flags_reach_a_run(tmp_path):
         torch.set_num_threads(threads)
     assert objects["model"]._compiled and objects["model"].net.aux_heads is not None
     assert torch.isfinite(torch.tensor(metrics["train/loss_epoch"]))
+
+
+def test_instance_batch_norm_trains_restores_from_its_checkpoint_and_exports(tmp_path):
+    ibn = ["model=fcn8s_mobilenet_v3", "model.net.encoder.ibn_stages=4"]
+    cfg = compose_cfg("train", tmp_path, [*SYNTH, *ibn, "trainer.max_epochs=1", "+trainer.limit_train_batches=2",
+                                          "+trainer.limit_val_batches=1"])
+    metrics, objects = train(cfg)
+    assert sum(isinstance(m, InstanceBatchNorm2d) for m in objects["model"].net.modules()) == 12
+    best = objects["best_checkpoint"]
+    scores, restored = evaluate(compose_cfg("eval", tmp_path, ["data=synthetic", "data.num_workers=0", f"ckpt_path={best}",
+                                                                "+trainer.limit_test_batches=1"]))
+    assert sum(isinstance(m, InstanceBatchNorm2d) for m in restored["model"].net.modules()) == 12
+    assert scores["val/mIoU"] == pytest.approx(metrics["best/checkpoint_score"], abs=1e-6)
+    report, _ = export(compose_cfg("export", tmp_path, [f"ckpt_path={best}", "format=onnx", f"output={tmp_path / 'net.onnx'}",
+                                                         "sizes=[[45,61],[64,96]]"]))
+    assert all(row["max_abs_diff"] < 1e-4 for row in report["parity"])

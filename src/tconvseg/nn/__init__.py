@@ -14,6 +14,7 @@ from tconvseg.nn.encoders import (
     plain_conv_encoder,
     torchvision_encoder,
 )
+from tconvseg.nn.instance_batch_norm import InstanceBatchNorm2d, add_instance_batch_norm
 from tconvseg.nn.matched import MatchedConvTranspose2d
 from tconvseg.nn.models import FCN, EncoderDecoder, UNet, encoder_decoder
 from tconvseg.nn.shapes import (
@@ -36,12 +37,14 @@ __all__ = [
     "EncoderDecoder",
     "FCN",
     "FCNDecoder",
+    "InstanceBatchNorm2d",
     "MatchedConvTranspose2d",
     "SkipDecoder",
     "StagedEncoder",
     "TORCHVISION_ENCODERS",
     "UNet",
     "UNetDecoder",
+    "add_instance_batch_norm",
     "as_pair",
     "atomic_steps",
     "bilinear_kernel_1d",

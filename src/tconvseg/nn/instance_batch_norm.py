@@ -20,7 +20,7 @@ class InstanceBatchNorm2d(nn.Module):
 
     ``forward(x (N, C, H, W))`` returns ``(N, C, H, W)``: channels ``[:k]`` through ``InstanceNorm2d``
     (affine, no running statistics: an image is normalised by its own statistics in training and at
-    inference alike), channels ``[k:]`` through a ``BatchNorm2d`` with the settings of ``batch_norm``.
+    inference alike, so a 1x1 map is refused in both), channels ``[k:]`` through a ``BatchNorm2d`` with the settings of ``batch_norm``.
 
     Built from an existing ``batch_norm`` (C channels), whose affine weights and running statistics are
     copied into the two parts, so a swap keeps the batch half of a trained layer exactly as it was.
@@ -59,7 +59,7 @@ class InstanceBatchNorm2d(nn.Module):
                 self.batch.num_batches_tracked.copy_(batch_norm.num_batches_tracked)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.training and x.shape[-2] * x.shape[-1] == 1:
+        if x.shape[-2] * x.shape[-1] == 1:
             # torch's own message ("Expected more than 1 spatial element") names neither the layer nor why.
             raise ValueError(
                 f"instance-batch norm got a 1x1 feature map (input {tuple(x.shape)}): per-image statistics "
