@@ -1,5 +1,5 @@
 """Recipe levers switched from the config: EMA of the weights (validated, checkpointed, resumed), a
-training-transform phase, channels_last, torch.compile, thread count, instance-batch norm."""
+training-transform phase, channels_last, torch.compile, thread count, instance-batch norm, ClassMix."""
 
 from __future__ import annotations
 
@@ -154,3 +154,23 @@ def test_instance_batch_norm_trains_restores_from_its_checkpoint_and_exports(tmp
     report, _ = export(compose_cfg("export", tmp_path, [f"ckpt_path={best}", "format=onnx", f"output={tmp_path / 'net.onnx'}",
                                                          "sizes=[[45,61],[64,96]]"]))
     assert all(row["max_abs_diff"] < 1e-4 for row in report["parity"])
+
+
+def test_class_mix_reaches_the_training_steps_only(tmp_path, monkeypatch):
+    import tconvseg.data.datamodule as datamodule_module
+
+    calls: list[tuple[int, ...]] = []
+    real = datamodule_module.class_mix
+
+    def spy(images, masks, probability, num_classes):
+        calls.append(tuple(images.shape))
+        out = real(images, masks, probability, num_classes)
+        assert not torch.equal(out[1], masks), "probability 1 mixes the batch"
+        return out
+
+    monkeypatch.setattr(datamodule_module, "class_mix", spy)
+    cfg = compose_cfg("train", tmp_path, [*SYNTH, "data.class_mix=1.0", "trainer.max_epochs=1", "+trainer.limit_train_batches=3",
+                                          "+trainer.limit_val_batches=2", "validate_best=false"])
+    metrics, _ = train(cfg)
+    assert len(calls) == 3, "each training batch is mixed once; validation batches are not"
+    assert torch.isfinite(torch.tensor(metrics["train/loss_epoch"]))

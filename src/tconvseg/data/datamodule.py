@@ -17,6 +17,7 @@ import torch
 from torch.utils.data import DataLoader, Sampler
 
 from .base import SegmentationDataset, Transforms, collate_pairs
+from .class_mix import check_class_mix, class_mix
 from .device_data import DeviceTraining, IndexItems
 from .errors import DatasetError
 from .holdout import HOLDOUT_SPLIT, GroupHoldout
@@ -59,6 +60,9 @@ class SegmentationDataModule(lightning.LightningDataModule):
             `tconvseg.data.batch_augment.BatchAugment`, in `on_after_batch_transfer`, training only).
         device_cache: with ``augment_on="device"``: keep the training split on the device (batches are index
             gathers): ``True``, ``False`` or ``"auto"`` (when it fits in ``device_cache_fraction`` of free memory).
+        class_mix: probability that a training item is overlaid with half of the classes of another item of its
+            batch (`tconvseg.data.class_mix.class_mix`), after its augmentation, in `on_after_batch_transfer`;
+            ``None`` or 0: off. Needs training items of one size.
     """
 
     def __init__(
@@ -82,6 +86,7 @@ class SegmentationDataModule(lightning.LightningDataModule):
         augment_on: str = "loader",
         device_cache: str | bool = "auto",
         device_cache_fraction: float = 0.5,
+        class_mix: float | None = None,
     ) -> None:
         super().__init__()
         self.info = dataset_info(info) if isinstance(info, str) else info
@@ -104,6 +109,7 @@ class SegmentationDataModule(lightning.LightningDataModule):
         if augment_on not in ("loader", "device"):
             raise ValueError(f"data.augment_on={augment_on!r} is invalid; expected loader or device")
         self.augment_on = augment_on
+        self.class_mix = check_class_mix(class_mix)
         cache_options = (device_cache, device_cache_fraction)
         self._device = None if augment_on == "loader" else DeviceTraining(self._train_spec, self.info.ignore_index, *cache_options)
         self.batch_size = batch_size
@@ -228,10 +234,16 @@ class SegmentationDataModule(lightning.LightningDataModule):
         return self._weights[method].clone()
 
     def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
-        """Under ``augment_on=device``, in training only: gather (device cache) and augment the batch where it is."""
-        if self._device is None or self.trainer is None or not self.trainer.training:
+        """In training only: under ``augment_on=device`` gather (device cache) and augment the batch where it is;
+        then ClassMix (``class_mix``)."""
+        if self.trainer is None or not self.trainer.training:
             return batch
-        return self._device(batch)
+        if self._device is not None:
+            batch = self._device(batch)
+        if self.class_mix > 0:
+            images, masks = batch
+            batch = class_mix(images, masks, self.class_mix, self.num_classes)
+        return batch
 
     def _train_items(self) -> tuple[Any, Callable[..., Any] | None]:
         """The training loader's dataset and collate function: transformed pairs, raw uint8 pairs or indices."""
