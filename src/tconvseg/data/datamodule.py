@@ -23,7 +23,7 @@ from .errors import DatasetError
 from .holdout import HOLDOUT_SPLIT, GroupHoldout
 from .info import DatasetInfo, dataset_info
 from .pooled import PooledView
-from .samplers import EpochShuffleSampler, ShardSampler
+from .samplers import EpochShuffleSampler, ShardSampler, trainer_shard
 from .split_names import check_train_splits_match_pool, split_map
 from .stats import class_weights_by
 from .transforms import eval_transforms as build_eval_transforms
@@ -256,7 +256,7 @@ class SegmentationDataModule(lightning.LightningDataModule):
         # A private generator drives shuffling and worker seeds without drawing from the global RNG,
         # so loaders never shift the model's random stream.
         generator = torch.Generator()
-        replicas, rank = self._shard()
+        replicas, rank = trainer_shard(self.trainer)
         sampler: Sampler[int] | None = None
         if shuffle:
             base = self.seed if self.seed is not None else torch.initial_seed()
@@ -281,20 +281,6 @@ class SegmentationDataModule(lightning.LightningDataModule):
             collate_fn=collate,
             generator=generator,
         )
-
-    def _shard(self) -> tuple[int, int]:
-        """``(world size, global rank)`` of the trainer; the loaders shard the splits themselves."""
-        if self.trainer is None or self.trainer.world_size == 1:
-            return 1, 0
-        # Lightning's replacement would pad evaluation splits with duplicates and wrap the training
-        # sampler without calling its set_epoch; the trainer/ddp*.yaml options switch it off.
-        if self.trainer._accelerator_connector.use_distributed_sampler:
-            raise ValueError(
-                "trainer.use_distributed_sampler=true under DDP: Lightning would replace this datamodule's samplers "
-                "(padding evaluation splits with duplicates that distort the metrics). Expected "
-                "trainer.use_distributed_sampler=false, as in trainer=ddp and trainer=ddp_cpu: the datamodule shards by rank itself."
-            )
-        return self.trainer.world_size, self.trainer.global_rank
 
     def train_dataloader(self) -> DataLoader:
         return self._loader("train", self.batch_size, shuffle=True, drop_last=self.drop_last)

@@ -6,10 +6,30 @@ from __future__ import annotations
 import math
 import random
 from collections.abc import Iterator
+from typing import Any
 
 import numpy as np
 import torch
 from torch.utils.data import Sampler
+
+
+def trainer_shard(trainer: Any | None) -> tuple[int, int]:
+    """``(world size, global rank)`` of ``trainer`` (``(1, 0)`` without one); the loaders shard the splits themselves.
+
+    Raises:
+        ValueError: DDP with ``use_distributed_sampler=true``, which would replace these samplers.
+    """
+    if trainer is None or trainer.world_size == 1:
+        return 1, 0
+    # Lightning's replacement would pad evaluation splits with duplicates and wrap the training
+    # sampler without calling its set_epoch; the trainer/ddp*.yaml options switch it off.
+    if trainer._accelerator_connector.use_distributed_sampler:
+        raise ValueError(
+            "trainer.use_distributed_sampler=true under DDP: Lightning would replace this datamodule's samplers "
+            "(padding evaluation splits with duplicates that distort the metrics). Expected "
+            "trainer.use_distributed_sampler=false, as in trainer=ddp and trainer=ddp_cpu: the datamodule shards by rank itself."
+        )
+    return trainer.world_size, trainer.global_rank
 
 
 def epoch_seed(seed: int, epoch: int) -> int:
