@@ -238,13 +238,6 @@ def test_user_config_commands_are_still_documented():
     assert set(USER_CONFIG_COMMANDS) <= documented
 
 
-def test_results_page_keeps_the_regenerated_block_markers():
-    """The script that regenerates the drive-holdout results finds its markers once each, in order."""
-    text = (ROOT / "docs" / "results.md").read_text(encoding="utf-8")
-    start, end = "<!-- drive-holdout-results:start -->", "<!-- drive-holdout-results:end -->"
-    assert text.count(start) == 1 and text.count(end) == 1 and text.index(start) < text.index(end)
-
-
 def test_the_manual_builds_strictly(tmp_path):
     """``mkdocs build --strict``: no broken link, anchor, image or docstring in the manual."""
     env = {**os.environ, "NO_MKDOCS_2_WARNING": "1"}

@@ -72,3 +72,14 @@ def test_submitit_local_launches_two_jobs_as_processes(tmp_path):
         assert config["model"]["optimizer"]["lr"] == lr
         assert (job / "checkpoints" / "last.ckpt").is_file() and (job / "csv" / "metrics.csv").is_file()
         assert str(job) in (job / "train.log").read_text()  # "Output dir: <job folder>"
+
+
+def test_a_sweep_on_the_confirmation_drive_is_refused_before_its_first_trial(tmp_path):
+    from tests.helpers.fakes import make_camvid_tree
+
+    make_camvid_tree(tmp_path / "data" / "CamVid", n_train=6, n_val=2, n_test=0, size=(24, 32), groups=("0001TP", "0006R0", "0016E5"))
+    args = ["experiment=drive_confirm_steps", "hparams_search=drive_holdout_optuna", "hydra.sweeper.n_trials=1", "model=tiny"]
+    result = run_script("train.py", args, tmp_path, timeout=400, check=False)
+    assert result.returncode != 0
+    assert "a sweep optimising optimized_metric=val/mIoU with data.holdout holding out ['0016E5']" in result.stdout + result.stderr
+    assert not list(tmp_path.rglob("*.ckpt"))

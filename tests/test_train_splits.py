@@ -3,8 +3,10 @@
 import json
 import logging
 
+import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from tconvseg.checkpoints import CKPT_RUN_IDENTITY
 from tconvseg.data import CamVidDataset, SegmentationDataModule
@@ -33,9 +35,44 @@ def test_the_train_role_holds_every_item_of_the_listed_splits_in_order(tmp_path)
     assert dm.dataset("val").names() == CamVidDataset(root, "val").names()  # val stays itself
     image, mask = dm.dataset("train")[6]  # the last val frame, served with the training transforms
     assert image.dtype == torch.float32 and mask.dtype == torch.int64
-    weights_pooled = dm.class_weights()
-    weights_train = _module(root).class_weights()
-    assert weights_pooled.shape == (11,) and not torch.equal(weights_pooled, weights_train)  # from the pooled masks
+    pooled_files = [root / f"{split}annot" / f"{name}.png" for split in ("train", "val") for name in CamVidDataset(root, split).names()]
+    assert torch.allclose(dm.class_weights(), by_hand_median_frequency(pooled_files), rtol=1e-6)
+    assert torch.allclose(dm.class_weights("median_frequency_sqrt"), by_hand_median_frequency(pooled_files).sqrt(), rtol=1e-6)
+    train_files = [root / "trainannot" / f"{name}.png" for name in CamVidDataset(root, "train").names()]
+    assert torch.allclose(_module(root).class_weights(), by_hand_median_frequency(train_files), rtol=1e-6)
+
+
+def by_hand_median_frequency(mask_files: list, num_classes: int = 11) -> torch.Tensor:
+    """Median-frequency weights written out with numpy from the label files themselves (Eigen & Fergus 2015):
+    freq(c) = pixels of c / pixels of the images holding c; w(c) = median(freq) / freq(c); 0 where c never appears."""
+    pixels, image_pixels = np.zeros(num_classes), np.zeros(num_classes)
+    for path in mask_files:
+        labels = np.asarray(Image.open(path))
+        for c in range(num_classes):
+            count = int((labels == c).sum())
+            if count:
+                pixels[c] += count
+                image_pixels[c] += labels.size
+    seen = pixels > 0
+    freq = pixels[seen] / image_pixels[seen]
+    weights = np.zeros(num_classes)
+    weights[seen] = np.median(freq) / freq
+    return torch.tensor(weights, dtype=torch.float32)
+
+
+def test_class_weights_under_a_holdout_come_from_the_kept_masks_only(tmp_path):
+    root = tmp_path / "CamVid"
+    make_camvid_tree(root, n_train=6, n_val=3, n_test=0, size=(24, 32), groups=("0001TP", "0006R0", "0016E5"))
+    dm = _module(root, holdout="sequence", holdout_groups=["0006R0"])  # pool train + val
+    kept = [root / f"{split}annot" / f"{name}.png" for split in ("train", "val") for name in CamVidDataset(root, split).names()
+            if not name.startswith("0006R0")]
+    assert len(kept) == 6
+    expected = by_hand_median_frequency(kept)
+    assert torch.allclose(dm.class_weights(), expected, rtol=1e-6)
+    assert torch.allclose(dm.class_weights("median_frequency_sqrt"), expected.sqrt(), rtol=1e-6)
+    everything = by_hand_median_frequency([*kept, *(root / f"{s}annot" / f"{n}.png" for s in ("train", "val")
+                                                    for n in CamVidDataset(root, s).names() if n.startswith("0006R0"))])
+    assert not torch.allclose(expected, everything)  # the held-out masks would change them: the check can fail
 
 
 @pytest.mark.parametrize(
@@ -75,8 +112,10 @@ def test_a_run_on_train_and_val_logs_and_stores_it_and_eval_says_val_was_trained
     caplog.clear()
     out = tmp_path / "val.json"
     evaluate(compose_cfg("eval", tmp_path, ["data=camvid", "trainer=cpu", "split=val", "samples=0", f"ckpt_path={last}", f"output_json={out}"]))
-    assert "split=val: " in caplog.text and "was trained on this split" in caplog.text
-    assert json.loads(out.read_text())["trained_on_split"] is True
+    assert "split=val: " in caplog.text and "trained on 2 of the 2 scored items" in caplog.text
+    report = json.loads(out.read_text())
+    assert report["trained_on_split"] is True and (report["trained_on_items"], report["scored_items"]) == (2, 2)
+    assert identity["train_splits"] == ["train", "val"] and "stored training splits" in report["trained_on_from"]
 
 
 def test_a_single_split_run_keeps_its_identity_as_before(tmp_path):

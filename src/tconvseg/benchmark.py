@@ -222,8 +222,8 @@ def reference_table(device: str) -> Table:
     return table
 
 
-def main(argv: Sequence[str] | None = None) -> list[Row] | list[dict[str, Any]]:
-    """``python scripts/benchmark.py``: measure, print the table, optionally write JSON; returns the rows."""
+def build_parser() -> argparse.ArgumentParser:
+    """The command line of ``python scripts/benchmark.py`` (the docs' commands are parsed with it in the tests)."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", nargs="*", default=None, help="model options, each OPTION[,OVERRIDE...]")
     parser.add_argument("--runs", nargs="*", default=[], help="training run folders (logs/train/runs/...)")
@@ -241,7 +241,12 @@ def main(argv: Sequence[str] | None = None) -> list[Row] | list[dict[str, Any]]:
     parser.add_argument("--reference", action="store_true", help="also time the reference transposed conv")
     parser.add_argument("--loop", nargs="+", default=None, metavar="OVERRIDES",
                         help="loop mode: for each quoted set of training overrides, the step alone vs the full training loop")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> list[Row] | list[dict[str, Any]]:
+    """``python scripts/benchmark.py``: measure, print the table, optionally write JSON; returns the rows."""
+    args = build_parser().parse_args(argv)
     if args.loop:
         return _loop_mode(args)
     opts = {"train_size": _size(args.train_size), "infer_size": _size(args.infer_size), "flops_size": _size(args.flops_size),

@@ -57,6 +57,11 @@ class ObjectiveError(KeyError):
     """``optimized_metric`` names a metric the run did not produce."""
 
 
+def in_multirun() -> bool:
+    """Whether this process runs a job of a Hydra multirun (a sweep)."""
+    return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
+
+
 def objective(metrics: Mapping[str, float], cfg: DictConfig) -> float | None:
     """The value of ``cfg.optimized_metric`` in ``metrics`` (what sweepers optimise); ``None`` when unset.
 
@@ -67,7 +72,7 @@ def objective(metrics: Mapping[str, float], cfg: DictConfig) -> float | None:
     if not name:
         return None
     if name not in metrics:
-        if not (HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN):
+        if not in_multirun():
             log.warning("optimized_metric=%s was not produced by this run; returning None", name)
             return None
         raise ObjectiveError(

@@ -24,10 +24,12 @@ from tconvseg.checkpoints import (
     run_dir_of,
 )
 from tconvseg.data.holdout import HOLDOUT_SPLIT
+from tconvseg.data.pooled import item_sources
 from tconvseg.entry import run_hydra
 from tconvseg.restore import rebuild_system, resolve_checkpoint
 from tconvseg.system import SegmentationSystem
 from tconvseg.tiling import tiling_options
+from tconvseg.trained_items import trained_items
 from tconvseg.tta import tta_options
 
 log = logging.getLogger(__name__)
@@ -62,8 +64,8 @@ def evaluate(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
     cfg = holdout_from_checkpoint(cfg, checkpoint, ckpt_path)
     datamodule = build_datamodule(cfg)
     _check_holdout_matches(datamodule, checkpoint, ckpt_path, cfg.split)
-    trained_on = _warn_if_trained_on(checkpoint, ckpt_path, cfg.split)
     datamodule.splits["test"] = cfg.split  # the test loop scores whichever split was asked for
+    trained_on = _trained_on(checkpoint, ckpt_path, datamodule, cfg.split)
     model = _restored_model(cfg, checkpoint, ckpt_path, datamodule, tta)
 
     recorder = ConfusionMatrixRecorder()
@@ -79,7 +81,7 @@ def evaluate(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
     report = {
         "checkpoint": str(Path(ckpt_path).resolve()), "split": cfg.split, "epoch": checkpoint.get("epoch"),
         "tta": model.tta.record(), "adapt_bn": adapt_bn, "tiling": model.inference.record(), "holdout": datamodule.holdout_identity(),
-        "trained_on_split": trained_on, "metrics": metrics,
+        **trained_on, "metrics": metrics,
     }
     _write_report(report, json_path)
     # pictures beside the JSON: confusion matrix (csv, png), image | truth | prediction
@@ -145,25 +147,39 @@ def holdout_from_checkpoint(cfg: DictConfig, checkpoint: dict, ckpt_path: str) -
     return cfg
 
 
-def _warn_if_trained_on(checkpoint: dict, ckpt_path: str, split: str) -> bool:
-    """Whether the run trained on all of ``split`` (``data.splits.train`` listed it); warns when it did."""
-    train_splits = ((checkpoint.get(CKPT_RUN_IDENTITY) or {}).get("data") or {}).get("train_splits") or []
-    if split in train_splits:
+def _trained_on(checkpoint: dict, ckpt_path: str, datamodule: Any, split: str) -> dict[str, Any]:
+    """How many of the scored items the run trained on, computed from its run record; warns when any.
+
+    Returns the report's fields: ``trained_on_split`` (any scored item was trained on; ``None`` when the
+    checkpoint cannot tell), ``trained_on_items``, ``scored_items`` and ``trained_on_from`` (what the training
+    items were read from).
+    """
+    trained, basis = trained_items(checkpoint.get(CKPT_RUN_IDENTITY), datamodule.whole_split)
+    scored = item_sources(datamodule.dataset("test"))
+    if trained is None:
+        log.warning("split=%s: %s: %s, so whether it trained on these items is not known", split, ckpt_path, basis)
+        return {"trained_on_split": None, "trained_on_items": None, "scored_items": len(scored), "trained_on_from": basis}
+    count = sum(item in trained for item in scored)
+    if count:
         log.warning(
-            "split=%s: %s was trained on this split (data.splits.train=%s): the score measures fit, not generalisation",
-            split, ckpt_path, train_splits,
+            "split=%s: %s trained on %d of the %d scored items (read from %s): the score measures fit, not generalisation",
+            split, ckpt_path, count, len(scored), basis,
         )
-    return split in train_splits
+    return {"trained_on_split": count > 0, "trained_on_items": count, "scored_items": len(scored), "trained_on_from": basis}
 
 
 def _check_holdout_matches(datamodule: Any, checkpoint: dict, ckpt_path: str, split: str) -> None:
-    """Refuse a holdout that differs from the checkpoint's; warn when ``split`` is a split the run trained on."""
+    """Refuse a holdout that differs from the checkpoint's, and ``split=holdout`` for a run that held nothing out.
+
+    What the run trained on among the scored items is computed afterwards (`_trained_on`).
+    """
     stored = _stored_holdout(checkpoint)
     if datamodule.holdout is None:
         if split == HOLDOUT_SPLIT:
             raise ValueError(
-                f"split={HOLDOUT_SPLIT} but {ckpt_path} was trained without data.holdout and this config sets none; expected "
-                f"data.holdout=sequence data.holdout_groups=[...] (the groups to score), or another split"
+                f"split={HOLDOUT_SPLIT} but {ckpt_path} was trained without data.holdout: nothing was held out of its training, so "
+                f"it has no held-out split to score. Expected a split it did not train on (e.g. split=test), or a model trained "
+                f"with a drive held out (python scripts/train.py experiment=drive_holdout_steps) scored with split={HOLDOUT_SPLIT}"
             )
         return
     current = datamodule.holdout_identity()
@@ -173,8 +189,6 @@ def _check_holdout_matches(datamodule: Any, checkpoint: dict, ckpt_path: str, sp
             f"{current['held_out']} of {current['pool']}: scores would mix seen and unseen groups. Expected the checkpoint's "
             f"holdout (leave data.holdout null to take it from the checkpoint)"
         )
-    if stored is not None and split in stored["pool"] and split != datamodule.splits["train"]:
-        log.warning("split=%s: %s trained on this split's items outside the held-out groups %s", split, ckpt_path, stored["held_out"])
 
 
 def _task(cfg: DictConfig) -> float | None:

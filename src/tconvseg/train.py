@@ -29,7 +29,8 @@ from tconvseg.checkpoints import (
 )
 from tconvseg.cluster import requeued_checkpoint
 from tconvseg.data import SegmentationDataModule
-from tconvseg.entry import objective, run_hydra
+from tconvseg.entry import in_multirun, objective, run_hydra
+from tconvseg.selection import check_selection, without_held_out_selection
 
 log = logging.getLogger(__name__)
 
@@ -59,10 +60,12 @@ def train(cfg: DictConfig, *, started_at: float | None = None) -> tuple[dict[str
     cfg = copy.deepcopy(cfg)
     _set_up_process(cfg)
     datamodule = build_datamodule(cfg)
+    held_out = (datamodule.holdout_identity() or {}).get("held_out")
+    check_selection(held_out, datamodule.info, cfg.get("optimized_metric"), in_multirun(), bool(cfg.get("select_on_holdout", False)))
     model = build_system(cfg.model, datamodule.info, class_weights_for(cfg.model, datamodule))
     identity = run_identity(cfg, datamodule)
     resume = _resume_into_its_folder(cfg, identity)
-    trainer = _build_trainer(cfg, identity, started_at)
+    trainer = _build_trainer(cfg, identity, started_at, held_out)
     _log_plan(cfg, model)
     _log_splits(datamodule)
 
@@ -75,7 +78,8 @@ def train(cfg: DictConfig, *, started_at: float | None = None) -> tuple[dict[str
     if cfg.get("train", True):
         _fit(trainer, model, datamodule, resume)
         metrics.update({k: float(v) for k, v in trainer.callback_metrics.items()})
-    best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
+    # A checkpoint callback without a monitor keeps the newest state, not a best one.
+    best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback and trainer.checkpoint_callback.monitor else ""
     metrics.update(_after_fit(cfg, trainer, model, datamodule, best))
     objects["best_checkpoint"] = best
     return metrics, objects
@@ -103,10 +107,16 @@ def _resume_into_its_folder(cfg: DictConfig, identity: dict[str, Any]) -> str | 
     return resume
 
 
-def _build_trainer(cfg: DictConfig, identity: dict[str, Any], started_at: float) -> L.Trainer:
-    """The Trainer with the configured callbacks and loggers, plus the ones every run has; the time budget's clock set."""
+def _build_trainer(cfg: DictConfig, identity: dict[str, Any], started_at: float, held_out: list[str] | None = None) -> L.Trainer:
+    """The Trainer with the configured callbacks and loggers, plus the ones every run has; the time budget's clock set.
+
+    Under a holdout a best-by-val checkpoint is left out unless ``select_on_holdout=true`` (`tconvseg.selection`).
+    """
+    configured, dropped = without_held_out_selection(build_group(cfg.get("callbacks")), held_out, bool(cfg.get("select_on_holdout", False)))
+    if dropped:
+        log.info("Held out %s: no best-by-held-out checkpoint (%s left out; select_on_holdout=true keeps it)", held_out, ", ".join(dropped))
     callbacks = [
-        *build_group(cfg.get("callbacks")),
+        *configured,
         StoreRunInfo(_container(cfg.model), identity),
         StopOnNonFinite(),
         LogRunToTrackers(_container(cfg), list(cfg.get("tags") or []), cfg.paths.output_dir),
@@ -175,7 +185,8 @@ def run_identity(cfg: DictConfig, datamodule: SegmentationDataModule) -> dict[st
     """What makes two runs "the same run": the Hydra experiment option, the network config, the data.
 
     Under ``data.holdout`` the data part names the held-out groups, and ``splits`` lists what was held
-    out (`SegmentationDataModule.split_manifest`); both reach every checkpoint.
+    out (`SegmentationDataModule.split_manifest`); both reach every checkpoint, as does ``train_splits``, the
+    splits trained on (with ``splits``, what `tconvseg.trained_items.trained_items` reads).
     """
     experiment = None
     if HydraConfig.initialized():
@@ -187,6 +198,7 @@ def run_identity(cfg: DictConfig, datamodule: SegmentationDataModule) -> dict[st
         "num_classes": datamodule.info.num_classes,
     }
     identity: dict[str, Any] = {"experiment": experiment, "model": _container(net) if net is not None else None, "data": data}
+    identity["train_splits"] = list(datamodule.train_splits)  # stored, not compared: what eval's trained_on_split reads
     if datamodule.pools_train_splits:  # only then: identities of single-split runs stay as they were
         data["train_splits"] = list(datamodule.train_splits)
     holdout = datamodule.holdout_identity()

@@ -4,6 +4,7 @@ stops with a final validation and checkpoint inside the budget; resume continues
 from __future__ import annotations
 
 import math
+import subprocess
 import sys
 import time
 
@@ -13,7 +14,7 @@ from hydra.utils import instantiate
 
 from tconvseg.builders import build_datamodule, build_group, build_system, build_trainer, class_weights_for
 from tconvseg.callbacks import STATE_KEY, EMAWeights, TimeBudget, finished_budget, process_started_at
-from tconvseg.callbacks.time_budget import as_seconds, cosine_factor
+from tconvseg.callbacks.time_budget import as_seconds, cosine_factor, process_age
 from tconvseg.checkpoints import load_checkpoint, resume_checkpoint_path
 from tconvseg.train import train
 from tests.helpers.configs import CHEAP, compose_cfg
@@ -180,11 +181,16 @@ def test_the_budget_counts_from_the_start_it_is_given(tmp_path):
 
 
 def test_the_process_start_is_read_on_linux():
+    """A process that has lived 0.6 s says so: the fallback (0, "now") would fail here."""
     age = time.monotonic() - process_started_at()
+    assert age == pytest.approx(process_age(), abs=0.05)
+    code = "import time; time.sleep(0.6); from tconvseg.callbacks.time_budget import process_age; print(process_age())"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
+    child_age = float(result.stdout.strip())
     if sys.platform.startswith("linux"):
-        assert 0 < age < time.monotonic() + 1
+        assert 0.6 <= child_age < 120
     else:
-        assert age < 1.0
+        assert child_age == 0.0
 
 
 def test_the_gpu_experiment_is_full_resolution_bf16_channels_last_with_pinned_batches(tmp_path):

@@ -53,7 +53,26 @@ def test_sequence_holdout_never_trains_on_a_held_out_item(camvid_root):
     assert not set(train.names()) & set(val.names())
     assert sorted(train.names() + val.names()) == sorted(pool)  # the val split's frames are trained on
     assert all(not n.startswith("0006R0") for n in train.names())
-    assert all(not n.startswith("0006R0") for n in dm.dataset("train").names())
+    loader = dm.train_dataloader()  # what training iterates, not the cached dataset object again
+    assert sorted(loader.dataset.names()) == sorted(train.names()) and len(list(loader.sampler)) == len(train)
+    assert not any(name.startswith("0006R0") for name in loader.dataset.names())
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"holdout": "sequence", "holdout_groups": ["0006R0"], "splits": {"train": "holdout"}},
+         r"data.splits.train=holdout names 'holdout', the held-out groups of data.holdout=sequence"),
+        ({"holdout": "kfold", "holdout_fold": 0, "splits": {"train": ["train", "holdout"]}},
+         r"data.splits.train=\[train,holdout\] names 'holdout', the held-out groups of data.holdout=kfold"),
+        ({"splits": {"train": "holdout"}}, r"data.splits.train=holdout names 'holdout', a split that exists only under data.holdout"),
+        ({"holdout": "sequence", "holdout_groups": ["0006R0"], "holdout_pool": ["train"], "splits": {"train": "val"}},
+         r"data.splits.train=val names \['val'\], which data.holdout_pool=\['train'\] does not hold"),
+    ],
+)
+def test_training_on_a_view_that_holds_held_out_items_is_refused(camvid_root, overrides, message):
+    with pytest.raises(InstantiationException, match=message):
+        build("camvid", camvid_root, **overrides)
 
 
 def test_held_out_items_are_served_with_eval_transforms_and_the_right_labels(camvid_root):

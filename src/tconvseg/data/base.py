@@ -68,6 +68,8 @@ class SegmentationDataset(Dataset[tuple[torch.Tensor, torch.Tensor]]):
     #: Regex whose first group, searched in an item's name, is the item's group (its drive / sequence);
     #: ``None``: the dataset has no groups. Read by `groups`.
     group_pattern: str | None = None
+    #: The split name this dataset was built for (set by `tconvseg.data.SegmentationDataModule`); ``None``: not known.
+    source_split: str | None = None
 
     def __init__(self, info: DatasetInfo, transforms: Transforms | None = None) -> None:
         self.info = info

@@ -24,7 +24,7 @@ from .holdout import HOLDOUT_SPLIT, GroupHoldout
 from .info import DatasetInfo, dataset_info
 from .pooled import PooledView
 from .samplers import EpochShuffleSampler, ShardSampler, trainer_shard
-from .split_names import check_train_splits_match_pool, split_map
+from .split_names import check_train_excludes_held_out, check_train_splits_match_pool, split_map
 from .stats import class_weights_by
 from .transforms import eval_transforms as build_eval_transforms
 from .transforms import train_transforms as build_train_transforms
@@ -97,6 +97,7 @@ class SegmentationDataModule(lightning.LightningDataModule):
             raise ValueError(f"num_workers={num_workers} is invalid; expected >= 0")
         self.splits, self.train_splits = split_map(splits)
         self._holdout = GroupHoldout.from_options(holdout, holdout_groups, holdout_fold, holdout_pool)
+        check_train_excludes_held_out(self.train_splits, self._holdout.pool if self._holdout else None, holdout if self._holdout else None)
         if self._holdout is not None:
             check_train_splits_match_pool(self.train_splits, self._holdout.pool, holdout)
             self.splits["val"] = HOLDOUT_SPLIT
@@ -152,6 +153,7 @@ class SegmentationDataModule(lightning.LightningDataModule):
     def _build_split(self, split: str, transforms: Transforms | None, download: bool) -> SegmentationDataset:
         extra = {} if download or "download" not in inspect.signature(self._dataset_factory).parameters else {"download": False}
         ds = self._dataset_factory(split=split, transforms=transforms, **extra)
+        ds.source_split = split  # what `tconvseg.data.pooled.item_sources` reports for its items
         if ds.info.num_classes != self.info.num_classes or ds.info.ignore_index != self.info.ignore_index:
             raise DatasetError(
                 f"dataset {type(ds).__name__} (split {split!r}) has {ds.info.num_classes} classes and "
@@ -162,6 +164,10 @@ class SegmentationDataModule(lightning.LightningDataModule):
 
     def _pool_builder(self, download: bool = True) -> Callable[[str], SegmentationDataset]:
         return lambda split: self._build_split(split, None, download)
+
+    def whole_split(self, split: str) -> SegmentationDataset:
+        """Every item of the split named ``split``, untransformed, whatever the roles and the holdout (never downloads)."""
+        return self._build_split(split, None, download=False)
 
     @property
     def pools_train_splits(self) -> bool:

@@ -22,6 +22,10 @@ class DatasetInfo:
             never a valid class index.
         palette: one RGB colour per class, same length as ``class_names``.
         ignore_color: RGB colour used to draw ``ignore_index`` pixels.
+        selection_groups: the groups (drives) that levers are chosen on when held out (``data.holdout``): a sweep
+            under a holdout may optimise only these (`tconvseg.selection`).
+        confirmation_groups: the groups that confirm a choice and are never chosen on: a run that holds them out
+            writes no best-by-val checkpoint, stops early on nothing and optimises nothing.
     """
 
     name: str
@@ -29,12 +33,21 @@ class DatasetInfo:
     ignore_index: int
     palette: tuple[RGB, ...]
     ignore_color: RGB = (0, 0, 0)
+    selection_groups: tuple[str, ...] = ()
+    confirmation_groups: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         # Lists from a config (an inline info: ``_target_: tconvseg.data.DatasetInfo``) become tuples.
         object.__setattr__(self, "class_names", tuple(self.class_names))
         object.__setattr__(self, "palette", tuple(tuple(c) for c in self.palette))
         object.__setattr__(self, "ignore_color", tuple(self.ignore_color))
+        object.__setattr__(self, "selection_groups", tuple(str(g) for g in self.selection_groups))
+        object.__setattr__(self, "confirmation_groups", tuple(str(g) for g in self.confirmation_groups))
+        if set(self.selection_groups) & set(self.confirmation_groups):
+            raise ValueError(
+                f"DatasetInfo {self.name!r}: groups {sorted(set(self.selection_groups) & set(self.confirmation_groups))} are both "
+                f"selection and confirmation groups; expected a confirmation group never to be selected on"
+            )
         if len(self.palette) != len(self.class_names):
             raise ValueError(
                 f"DatasetInfo {self.name!r}: palette has {len(self.palette)} colours but there are "
@@ -86,6 +99,10 @@ CAMVID = DatasetInfo(
         (128, 128, 128), (128, 0, 0), (192, 192, 128), (128, 64, 128), (60, 40, 222), (128, 128, 0),
         (192, 128, 128), (64, 64, 128), (64, 0, 128), (64, 64, 0), (0, 128, 192),
     ),
+    # The drive-held-out protocol (docs/results.md, "New streets", amendment 25): levers are chosen with 0006R0
+    # held out and confirmed with 0016E5 held out, never chosen on. 0001TP (dusk) is neither: for information.
+    selection_groups=("0006R0",),
+    confirmation_groups=("0016E5",),
 )
 
 VOC = DatasetInfo(

@@ -48,3 +48,11 @@ class PooledView(SegmentationDataset):
         # One call per source dataset: its lists are built from all of its items.
         lists = {id(ds): getattr(ds, method)() for ds, _ in self.parts}
         return [lists[id(ds)][item] for ds, item in self.parts]
+
+
+def item_sources(dataset: SegmentationDataset) -> list[tuple[str | None, str]]:
+    """``(split, name)`` of every item of ``dataset``: the split each item was read from (a pooled view's items
+    keep their source's), ``None`` for a dataset the datamodule did not build."""
+    parts = dataset.parts if isinstance(dataset, PooledView) else [(dataset, i) for i in range(len(dataset))]
+    names = {id(ds): ds.names() for ds, _ in parts}
+    return [(getattr(ds, "source_split", None), names[id(ds)][i]) for ds, i in parts]

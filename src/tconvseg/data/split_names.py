@@ -42,3 +42,33 @@ def check_train_splits_match_pool(train_splits: list[str], pool: list[str], hold
             f"training items are the pool without the held-out groups; expected the same list in both (or one split in "
             f"data.splits.train)"
         )
+
+
+def check_train_excludes_held_out(train_splits: list[str], pool: list[str] | None, holdout: str | None) -> None:
+    """Refuse a train role that would hold held-out items: the split ``holdout`` itself, or under a holdout a
+    split outside the pool (the training items are always the pool without the held-out groups).
+
+    Raises:
+        ValueError: naming ``data.splits.train`` and what was expected.
+    """
+    if "holdout" in train_splits:
+        where = f"the held-out groups of data.holdout={holdout}" if holdout else "a split that exists only under data.holdout"
+        raise ValueError(
+            f"data.splits.train={_shown(train_splits)} names 'holdout', {where}: a model trained on them would be scored on frames "
+            f"it trained on. Expected data.splits.train to name the splits to train on (e.g. train); under data.holdout the "
+            f"training items are the pool data.holdout_pool without the held-out groups"
+        )
+    if holdout is None or pool is None or len(train_splits) > 1:  # a list must be the pool: check_train_splits_match_pool
+        return
+    outside = [name for name in train_splits if name not in pool]
+    if outside:
+        raise ValueError(
+            f"data.splits.train={_shown(train_splits)} names {outside}, which data.holdout_pool={pool} does not hold: under "
+            f"data.holdout={holdout} the training items are the pool without the held-out groups, whatever the train split is "
+            f"called, and a split outside the pool may hold items of the held-out groups. Expected one split of the pool "
+            f"(e.g. data.splits.train={pool[0]}) or the pool's list"
+        )
+
+
+def _shown(names: list[str]) -> str:
+    return names[0] if len(names) == 1 else "[" + ",".join(names) + "]"

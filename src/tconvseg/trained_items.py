@@ -1,0 +1,50 @@
+"""Which items a checkpoint's run trained on, read from its stored run record: what eval's ``trained_on_split`` is computed from.
+
+A score is a held-out score only if none of the scored items was trained on. Evaluation compares the
+``(split, name)`` of every scored item (`tconvseg.data.pooled.item_sources`) with the items the run
+trained on, rebuilt here from the checkpoint: never from the split's name alone.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from tconvseg.data import SegmentationDataset
+
+#: How the training items of checkpoints that store no train split list are read (written before 2026-12-07).
+ASSUMED_TRAIN = "assumed data.splits.train=train (this checkpoint predates the stored train split list)"
+
+
+def trained_items(identity: Mapping[str, Any] | None, whole_split: Callable[[str], SegmentationDataset]) -> tuple[set[tuple[str, str]] | None, str]:
+    """``((split, name) of every item the run trained on, how that was found)``; ``(None, why)`` without a run record.
+
+    Under a holdout: every item of the pool's splits but the held-out ones (the stored manifest's
+    ``splits.val_items``; the items of the held-out groups when no manifest is stored). Otherwise every item of the
+    run's training splits (``train_splits``; ``data.train_splits`` or, with neither stored, ``train``).
+
+    Args:
+        identity: the checkpoint's run record (`tconvseg.checkpoints.CKPT_RUN_IDENTITY`).
+        whole_split: builds every item of a named split (`tconvseg.data.SegmentationDataModule.whole_split`).
+    """
+    if not identity:
+        return None, "the checkpoint stores no run record"
+    data = identity.get("data") or {}
+    holdout = data.get("holdout")
+    if holdout is not None:
+        manifest = identity.get("splits") or {}
+        held_names = set(manifest["val_items"]) if "val_items" in manifest else None
+        held_groups = set(holdout["held_out"])
+        items: set[tuple[str, str]] = set()
+        for split in holdout["pool"]:
+            ds = whole_split(split)
+            groups = ds.groups() if held_names is None else [None] * len(ds)
+            for name, group in zip(ds.names(), groups):
+                if (name not in held_names) if held_names is not None else (group not in held_groups):
+                    items.add((split, name))
+        basis = "the stored split manifest" if held_names is not None else "the stored held-out groups"
+        return items, f"{basis} (pool {holdout['pool']}, held out {holdout['held_out']})"
+    splits = identity.get("train_splits") or data.get("train_splits")
+    basis = f"the stored training splits {splits}" if splits else ASSUMED_TRAIN
+    splits = splits or ["train"]
+    return {(split, name) for split in splits for name in whole_split(split).names()}, basis
