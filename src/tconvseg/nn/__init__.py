@@ -9,14 +9,17 @@ from tconvseg.nn.bilinear import bilinear_kernel_1d, bilinear_kernel_2d, fill_bi
 from tconvseg.nn.blocks import DecoderBlock
 from tconvseg.nn.decoders import AuxHeads, FCNDecoder, SkipDecoder, UNetDecoder
 from tconvseg.nn.encoders import (
+    EFFICIENTNET_LITE_ENCODERS,
     TORCHVISION_ENCODERS,
     StagedEncoder,
+    efficientnet_lite_encoder,
     plain_conv_encoder,
     torchvision_encoder,
 )
 from tconvseg.nn.instance_batch_norm import InstanceBatchNorm2d, add_instance_batch_norm
 from tconvseg.nn.matched import MatchedConvTranspose2d
 from tconvseg.nn.models import FCN, EncoderDecoder, UNet, encoder_decoder
+from tconvseg.nn.same_conv import Conv2dSame
 from tconvseg.nn.shapes import (
     DownStep,
     as_pair,
@@ -31,7 +34,9 @@ from tconvseg.nn.shapes import (
 from tconvseg.nn.walk import atomic_steps, register_step_rule, step_of
 
 __all__ = [
+    "EFFICIENTNET_LITE_ENCODERS",
     "AuxHeads",
+    "Conv2dSame",
     "DecoderBlock",
     "DownStep",
     "EncoderDecoder",
@@ -52,6 +57,7 @@ __all__ = [
     "compose",
     "conv_out_size",
     "effective_kernel",
+    "efficientnet_lite_encoder",
     "encoder_decoder",
     "fill_bilinear_",
     "min_input_size",

@@ -3,8 +3,10 @@
 Rules, in order:
 
 1. ``nn.Conv2d``, ``nn.MaxPool2d``, ``nn.AvgPool2d``: their own kernel / stride / padding /
-   dilation. ``ceil_mode=True`` and string paddings that are not size-preserving are refused,
-   because their size map is not a single step.
+   dilation. A layer with a ``down_step()`` method states its own step (`tconvseg.nn.same_conv.Conv2dSame`,
+   TF "SAME" padding, gives the symmetric step of its size map).
+   ``ceil_mode=True`` and string paddings that are not size-preserving are refused, because their
+   size map is not a single step.
 2. A type registered with `register_step_rule`: the rule lists the sub-modules on the main
    path, or says the module keeps the size. The rule of the most specific registered class (first
    in the module type's MRO) wins. Encoder families register the rules of their blocks beside
@@ -73,7 +75,9 @@ def _pool_step(m: nn.MaxPool2d | nn.AvgPool2d) -> DownStep:
 
 def atomic_steps(module: nn.Module) -> list[DownStep]:
     """The conv / pooling steps on ``module``'s main path, in order, size-preserving ones left out."""
-    if isinstance(module, nn.Conv2d):
+    if callable(getattr(module, "down_step", None)):  # a layer that states its own step (Conv2dSame)
+        steps = [module.down_step()]
+    elif isinstance(module, nn.Conv2d):
         steps = [_conv_step(module)]
     elif isinstance(module, (nn.MaxPool2d, nn.AvgPool2d)):
         steps = [_pool_step(module)]
