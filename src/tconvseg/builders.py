@@ -95,6 +95,37 @@ def build_system(
     return system
 
 
+def check_input_normalization(net: Any, data_cfg: DictConfig | None) -> None:
+    """Refuse a data config whose ``mean`` / ``std`` differ from what the encoder's first layer assumes.
+
+    An encoder that carries its input normalisation (``encoder.input_normalization = (mean, std)``, e.g. the
+    EfficientNet-Lite encoders, whose stem maps ImageNet-normalised inputs to what their weights expect) would
+    silently see shifted inputs otherwise. Options absent from the config mean the transforms' defaults (ImageNet's).
+
+    Raises:
+        ConfigError: naming the key, its value and the expected one.
+    """
+    from tconvseg.data.transforms import IMAGENET_MEAN, IMAGENET_STD
+
+    expected = getattr(getattr(net, "encoder", None), "input_normalization", None)
+    if expected is None or data_cfg is None:
+        return
+    defaults = {"mean": IMAGENET_MEAN, "std": IMAGENET_STD}
+    for group in ("train_transforms", "eval_transforms"):
+        options = data_cfg.get(group)
+        if not isinstance(options, DictConfig):
+            continue
+        for index, key in enumerate(("mean", "std")):
+            value = options.get(key, defaults[key])
+            value = list(value) if value is not None else None
+            if value is None or len(value) != 3 or not all(math.isclose(float(a), b, abs_tol=1e-4) for a, b in zip(value, expected[index])):
+                raise ConfigError(
+                    f"data.{group}.{key}={value} but the encoder expects inputs normalised with {key}={list(expected[index])} "
+                    f"(its first layer maps them to what its weights were trained on). Expected data.{group}.{key} left at "
+                    f"its default, ImageNet's {list(expected[index])}"
+                )
+
+
 def build_group(cfg: DictConfig | None, group: str = "callbacks") -> list[Any]:
     """Instantiate every entry of a callbacks / logger group (``None`` → empty; a ``null`` entry is switched off).
 

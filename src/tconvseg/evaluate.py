@@ -14,7 +14,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from rich.console import Console
 from rich.table import Table
 
-from tconvseg.builders import build_datamodule, build_trainer
+from tconvseg.builders import build_datamodule, build_trainer, check_input_normalization
 from tconvseg.callbacks import BatchNormAdaptation, ConfusionMatrixRecorder, check_adapt_bn, write_eval_pictures
 from tconvseg.checkpoints import (
     CKPT_MODEL_CONFIG,
@@ -67,6 +67,7 @@ def evaluate(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
     datamodule.splits["test"] = cfg.split  # the test loop scores whichever split was asked for
     trained_on = _trained_on(checkpoint, ckpt_path, datamodule, cfg.split)
     model = _restored_model(cfg, checkpoint, ckpt_path, datamodule, tta)
+    check_input_normalization(model.net, cfg.get("data"))
 
     recorder = ConfusionMatrixRecorder()
     adaptation = [BatchNormAdaptation()] if adapt_bn else []

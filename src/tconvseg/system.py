@@ -78,6 +78,7 @@ class SegmentationSystem(L.LightningModule):
         compile: bool | Mapping[str, Any] = False,
         tta: Mapping[str, Any] | None = None,
         tiling: Mapping[str, Any] | None = None,
+        encoder_lr_factor: float = 1.0,
     ) -> None:
         super().__init__()
         self.save_hyperparameters(ignore=["net", "optimizer", "scheduler", "loss", "class_weights", "tta", "tiling"], logger=False)
@@ -87,6 +88,9 @@ class SegmentationSystem(L.LightningModule):
         self.num_classes = num_classes
         self.ignore_index = ignore_index
         self.aux_weight = aux_weight
+        if isinstance(encoder_lr_factor, bool) or not isinstance(encoder_lr_factor, (int, float)) or not 0 < encoder_lr_factor < float("inf"):
+            raise ValueError(f"model.encoder_lr_factor={encoder_lr_factor!r} is invalid; expected a positive number (1: same lr as the rest)")
+        self.encoder_lr_factor = float(encoder_lr_factor)
         self.tta = TestTimeAugmentation(self, **dict(tta or {}))
         self.inference = TiledInference(self.tta, **dict(tiling or {}))  # what test and predict steps run
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
@@ -188,8 +192,23 @@ class SegmentationSystem(L.LightningModule):
     def on_test_epoch_end(self) -> None:
         self._log_metrics("test")
 
+    def parameter_groups(self) -> list[dict[str, Any]]:
+        """The optimizer's parameter groups: the encoder's at ``lr * encoder_lr_factor`` (pretrained weights are
+        usually fine-tuned slower than the new decoder), the rest at ``lr``; one group when the factor is 1."""
+        trainable = [p for p in self.parameters() if p.requires_grad]
+        encoder = getattr(self.net, "encoder", None)
+        if self.encoder_lr_factor == 1.0 or encoder is None:
+            return [{"params": trainable}]
+        lr = getattr(self.optimizer_factory, "keywords", {}).get("lr")
+        if lr is None:
+            raise ValueError(f"model.encoder_lr_factor={self.encoder_lr_factor} needs the optimizer's lr in its config (model.optimizer.lr)")
+        in_encoder = {id(p) for p in encoder.parameters()}
+        groups = [{"params": [p for p in trainable if id(p) in in_encoder], "lr": lr * self.encoder_lr_factor},
+                  {"params": [p for p in trainable if id(p) not in in_encoder]}]
+        return [g for g in groups if g["params"]]
+
     def configure_optimizers(self) -> Any:
-        optimizer = self.optimizer_factory(params=[p for p in self.parameters() if p.requires_grad])
+        optimizer = self.optimizer_factory(params=self.parameter_groups())
         if self.scheduler_factory is None:
             return optimizer
         kwargs: dict[str, Any] = {}

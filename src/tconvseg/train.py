@@ -15,7 +15,7 @@ from hydra.core.hydra_config import HydraConfig
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from tconvseg.builders import build_datamodule, build_group, build_system, build_trainer, class_weights_for
+from tconvseg.builders import build_datamodule, build_group, build_system, build_trainer, check_input_normalization, class_weights_for
 from tconvseg.callbacks import LogRunToTrackers, StopOnNonFinite, StoreRunInfo, TimeBudget, finished_budget, process_started_at
 from tconvseg.checkpoints import (
     CKPT_RUN_IDENTITY,
@@ -63,6 +63,7 @@ def train(cfg: DictConfig, *, started_at: float | None = None) -> tuple[dict[str
     held_out = (datamodule.holdout_identity() or {}).get("held_out")
     check_selection(held_out, datamodule.info, cfg.get("optimized_metric"), in_multirun(), bool(cfg.get("select_on_holdout", False)))
     model = build_system(cfg.model, datamodule.info, class_weights_for(cfg.model, datamodule))
+    check_input_normalization(model.net, cfg.get("data"))
     identity = run_identity(cfg, datamodule)
     resume = _resume_into_its_folder(cfg, identity)
     trainer = _build_trainer(cfg, identity, started_at, held_out)

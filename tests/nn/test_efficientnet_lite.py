@@ -147,3 +147,13 @@ def test_logits_match_the_reference_implementation_at_several_sizes(name):
         with torch.no_grad():
             expected, got = reference((x * 255 - 127) / 128), ours((x - mean) / std)
         assert torch.allclose(got, expected, atol=1e-4, rtol=0), (size, (got - expected).abs().max().item())
+
+
+def test_the_input_normalisation_travels_with_the_encoder():
+    """Data normalised with ImageNet's mean / std reaches the first conv as (x*255 - 127) / 128."""
+    encoder = efficientnet_lite_encoder("efficientnet_lite0")
+    renormalize = encoder.stages[0][0].renormalize
+    pixels = torch.rand(1, 3, 5, 7)
+    mean, std = (torch.tensor(v).view(1, 3, 1, 1) for v in IMAGENET)
+    assert torch.allclose(renormalize((pixels - mean) / std), (pixels * 255 - 127) / 128, atol=1e-5)
+    assert "renormalize" not in " ".join(encoder.state_dict())  # fixed by construction, not stored

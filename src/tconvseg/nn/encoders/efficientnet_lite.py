@@ -197,6 +197,8 @@ def efficientnet_lite_encoder(
         raise ValueError(f"{name}: in_channels={in_channels}; expected 3 (the stem's weights and normalisation are RGB)")
     layers = efficientnet_lite_layers(name, padding, stochastic_depth, bn_momentum, bn_eps)
     encoder = StagedEncoder.from_layers(layers, in_channels)
+    #: What the stem's Renormalize assumes of its input; the training entry point refuses a data config that differs.
+    encoder.input_normalization = (IMAGENET_MEAN, IMAGENET_STD)
     if weights is not None:
         from tconvseg.nn.encoders.efficientnet_lite_weights import load_imagenet_weights
 
