@@ -75,3 +75,16 @@ def test_export_script(ckpt, tmp_path):
     run_script("export.py", [f"ckpt_path={ckpt}", "format=onnx", f"output={tmp_path / 'net.onnx'}"], tmp_path)
     report = json.loads((tmp_path / "export_report.json").read_text())
     assert report["format"] == "onnx" and len(report["parity"]) == 3
+
+
+@pytest.mark.parametrize("padding", ["same", "symmetric"])
+def test_efficientnet_lite_exports_with_dynamic_sizes_under_both_paddings(tmp_path, padding):
+    """TF "same" padding depends on each input's size: the exported graph must keep that, not the example's."""
+    from tconvseg.export import export_onnx, export_torchscript, parity
+    from tconvseg.nn import FCN, efficientnet_lite_encoder
+
+    net = FCN(efficientnet_lite_encoder("efficientnet_lite0", padding=padding, stochastic_depth=0.0), 11, topology="8s").eval()
+    example = torch.randn(2, 3, 96, 128)  # even: "same" pads (0, 1) here and (1, 1) at the odd sizes below
+    for run in (export_onnx(net, example, tmp_path / "net.onnx", None), export_torchscript(net, example, tmp_path / "net.pt")):
+        for row in parity(net, run, [(97, 131), (33, 47), (64, 64)]):
+            assert row["output_shape"][2:] == row["size"] and row["max_abs_diff"] < 1e-4 and row["same_argmax"] == 1.0

@@ -30,6 +30,15 @@ def test_same_padding_is_tensorflows_and_its_step_predicts_every_size(kernel, st
     assert same_padding(10, 5, 2, 1) == (1, 2) and same_padding(7, 3, 1, 1) == (1, 1)
 
 
+def test_the_integer_padding_formula_is_tensorflows():
+    for n in range(1, 60):
+        for kernel in (1, 3, 5, 7):
+            for stride in (1, 2, 3):
+                for dilation in (1, 2):
+                    total = max((-(-n // stride) - 1) * stride + dilation * (kernel - 1) + 1 - n, 0)  # TF's, with ceil
+                    assert same_padding(n, kernel, stride, dilation) == (total // 2, total - total // 2)
+
+
 def test_an_even_kernel_is_refused_by_name():
     with pytest.raises(ValueError, match=r"Conv2dSame kernel_size=2: expected odd kernels"):
         Conv2dSame(1, 1, 2, 2)

@@ -16,8 +16,6 @@ the same, but no symmetric step has it.
 
 from __future__ import annotations
 
-import math
-
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -26,9 +24,17 @@ from tconvseg.nn.shapes import DownStep, as_pair
 
 
 def same_padding(size: int, kernel: int, stride: int, dilation: int) -> tuple[int, int]:
-    """``(before, after)`` padding of one axis of length ``size`` under TF "SAME" (the odd pixel after)."""
-    out = math.ceil(size / stride)
-    total = max((out - 1) * stride + dilation * (kernel - 1) + 1 - size, 0)
+    """``(before, after)`` padding of one axis of length ``size`` under TF "SAME" (the odd pixel after).
+
+    TF's ``max((ceil(n/s) - 1)s + d(k-1) + 1 - n, 0)`` written as ``d(k-1) + 1 - s + (-n mod s)``: integer
+    arithmetic on ``size`` only, so that a traced or exported model keeps H and W dynamic (no float ``ceil``,
+    no comparison on the size). The ``max`` with 0 only matters when the kernel spans less than the stride, which
+    is decided by the constants alone.
+    """
+    span = dilation * (kernel - 1) + 1
+    total = span - stride + (-size) % stride
+    if span < stride:
+        total = max(total, 0)
     return total // 2, total - total // 2
 
 
