@@ -7,6 +7,7 @@ from omegaconf import OmegaConf
 from tconvseg.builders import ConfigError, build_system, check_input_normalization
 from tconvseg.data.info import CAMVID
 from tests.helpers.configs import compose_cfg
+from tests.nn.test_efficientnet_lite import needs_weights
 
 LITE = ["model=fcn8s_efficientnet_lite0", "model.net.encoder.weights=null"]
 
@@ -42,6 +43,7 @@ def test_the_encoder_learns_at_its_own_rate(tmp_path):
         build_system(OmegaConf.merge(cfg.model, {"encoder_lr_factor": 0}), CAMVID)
 
 
+@needs_weights
 def test_a_pretrained_run_trains_restores_and_scores(tmp_path):
     from tconvseg.evaluate import evaluate
     from tconvseg.train import train
