@@ -147,3 +147,16 @@ def test_a_checkpoint_that_predates_the_train_split_list_says_what_was_assumed(t
     items, basis = trained_items({"data": {}, "train_splits": ["val"]}, whole_split)
     assert items == {("val", n) for n in whole_split("val").names()} and "stored training splits ['val']" in basis
     assert trained_items(None, whole_split) == (None, "the checkpoint stores no run record")
+
+
+def test_only_the_splits_the_scored_items_come_from_are_read(tmp_path):
+    root = tmp_path / "CamVid"
+    make_camvid_tree(root, n_train=3, n_val=2, n_test=0, size=(12, 16))
+    built = []
+
+    def whole_split(split):
+        built.append(split)
+        return CamVidDataset(root, split, cache=False)
+
+    items, _ = trained_items({"data": {}, "train_splits": ["train", "val"]}, whole_split, only={"val"})
+    assert built == ["val"] and items == {("val", n) for n in CamVidDataset(root, "val").names()}

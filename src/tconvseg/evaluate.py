@@ -65,7 +65,6 @@ def evaluate(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
     datamodule = build_datamodule(cfg)
     _check_holdout_matches(datamodule, checkpoint, ckpt_path, cfg.split)
     datamodule.splits["test"] = cfg.split  # the test loop scores whichever split was asked for
-    trained_on = _trained_on(checkpoint, ckpt_path, datamodule, cfg.split)
     model = _restored_model(cfg, checkpoint, ckpt_path, datamodule, tta)
     check_input_normalization(model.net, cfg.get("data"))
 
@@ -78,6 +77,7 @@ def evaluate(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
     objects = {"cfg": cfg, "datamodule": datamodule, "model": model, "trainer": trainer, "json_path": json_path}
     if not trainer.is_global_zero:  # under DDP every rank holds the reduced metrics; one reports them
         return metrics, objects
+    trained_on = _trained_on(checkpoint, ckpt_path, datamodule, cfg.split)  # the split is built (by the test loop) by now
     print_report(metrics, cfg.split, list(datamodule.info.class_names))
     report = {
         "checkpoint": str(Path(ckpt_path).resolve()), "split": cfg.split, "epoch": checkpoint.get("epoch"),
@@ -155,8 +155,8 @@ def _trained_on(checkpoint: dict, ckpt_path: str, datamodule: Any, split: str) -
     checkpoint cannot tell), ``trained_on_items``, ``scored_items`` and ``trained_on_from`` (what the training
     items were read from).
     """
-    trained, basis = trained_items(checkpoint.get(CKPT_RUN_IDENTITY), datamodule.whole_split)
     scored = item_sources(datamodule.dataset("test"))
+    trained, basis = trained_items(checkpoint.get(CKPT_RUN_IDENTITY), datamodule.whole_split, {split for split, _ in scored})
     if trained is None:
         log.warning("split=%s: %s: %s, so whether it trained on these items is not known", split, ckpt_path, basis)
         return {"trained_on_split": None, "trained_on_items": None, "scored_items": len(scored), "trained_on_from": basis}

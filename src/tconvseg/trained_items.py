@@ -16,7 +16,9 @@ from tconvseg.data import SegmentationDataset
 ASSUMED_TRAIN = "assumed data.splits.train=train (this checkpoint predates the stored train split list)"
 
 
-def trained_items(identity: Mapping[str, Any] | None, whole_split: Callable[[str], SegmentationDataset]) -> tuple[set[tuple[str, str]] | None, str]:
+def trained_items(
+    identity: Mapping[str, Any] | None, whole_split: Callable[[str], SegmentationDataset], only: set[str] | None = None
+) -> tuple[set[tuple[str, str]] | None, str]:
     """``((split, name) of every item the run trained on, how that was found)``; ``(None, why)`` without a run record.
 
     Under a holdout: every item of the pool's splits but the held-out ones (the stored manifest's
@@ -26,6 +28,7 @@ def trained_items(identity: Mapping[str, Any] | None, whole_split: Callable[[str
     Args:
         identity: the checkpoint's run record (`tconvseg.checkpoints.CKPT_RUN_IDENTITY`).
         whole_split: builds every item of a named split (`tconvseg.data.SegmentationDataModule.whole_split`).
+        only: the splits worth reading (those the scored items come from); others are not built, their items are left out.
     """
     if not identity:
         return None, "the checkpoint stores no run record"
@@ -37,6 +40,8 @@ def trained_items(identity: Mapping[str, Any] | None, whole_split: Callable[[str
         held_groups = set(holdout["held_out"])
         items: set[tuple[str, str]] = set()
         for split in holdout["pool"]:
+            if only is not None and split not in only:
+                continue
             ds = whole_split(split)
             groups = ds.groups() if held_names is None else [None] * len(ds)
             for name, group in zip(ds.names(), groups):
@@ -47,4 +52,4 @@ def trained_items(identity: Mapping[str, Any] | None, whole_split: Callable[[str
     splits = identity.get("train_splits") or data.get("train_splits")
     basis = f"the stored training splits {splits}" if splits else ASSUMED_TRAIN
     splits = splits or ["train"]
-    return {(split, name) for split in splits for name in whole_split(split).names()}, basis
+    return {(split, name) for split in splits if only is None or split in only for name in whole_split(split).names()}, basis

@@ -276,17 +276,9 @@ class SegmentationDataModule(lightning.LightningDataModule):
                 sampler = ShardSampler(len(self.dataset(role)), replicas, rank)
         items, collate = self._train_items() if role == "train" else (self.dataset(role), collate_pairs)
         workers = 0 if isinstance(items, IndexItems) else self.num_workers  # an index gather needs no worker
-        return DataLoader(
-            items,
-            batch_size=batch_size,
-            sampler=sampler,
-            drop_last=drop_last,
-            num_workers=workers,
-            persistent_workers=self.persistent_workers and workers > 0,
-            pin_memory=self.pin_memory and not isinstance(items, IndexItems),
-            collate_fn=collate,
-            generator=generator,
-        )
+        pin = self.pin_memory and not isinstance(items, IndexItems)
+        return DataLoader(items, batch_size=batch_size, sampler=sampler, drop_last=drop_last, num_workers=workers,
+                          persistent_workers=self.persistent_workers and workers > 0, pin_memory=pin, collate_fn=collate, generator=generator)
 
     def train_dataloader(self) -> DataLoader:
         return self._loader("train", self.batch_size, shuffle=True, drop_last=self.drop_last)

@@ -190,7 +190,8 @@ def efficientnet_lite_encoder(
             checked, every tensor mapped and shape-checked.
         padding: ``"same"`` (TF's, as the checkpoints were trained) or ``"symmetric"``.
         stochastic_depth: the last block's drop rate (the rate grows linearly with depth; 0: off).
-        bn_momentum, bn_eps: the batch norms' (TF's: 0.01 and 1e-3).
+        bn_momentum: the batch norms' momentum (TF's decay 0.99 is PyTorch's 0.01).
+        bn_eps: the batch norms' epsilon (TF's 1e-3).
         in_channels: must be 3 (the stem's weights and its input normalisation are RGB).
     """
     if in_channels != 3:
