@@ -173,15 +173,33 @@ def test_the_30_minute_recipe_is_the_recipe_under_another_budget(tmp_path):
     assert named["callbacks"]["time_budget"]["budget"] == "00:00:30:00" and named["trainer"]["max_time"] == "00:00:33:00"
 
 
-def test_the_recipe_is_v1_with_softer_class_weights_on_train_plus_val_and_the_end_of_schedule_checkpoint(tmp_path):
-    """camvid_cpu_60min differs from camvid_cpu_60min_v1 (the recipe until 2026-12-03) in its class weighting, what
+def test_the_recipe_is_v2_with_the_pretrained_encoder(tmp_path):
+    """camvid_cpu_60min is camvid_cpu_60min_v2 (the from-scratch recipe of 2026-12-03 to 2026-12-07) with FCN-8s on
+    EfficientNet-Lite0 and its ImageNet weights; everything else (data, schedule, budget, callbacks) is v2's."""
+    from omegaconf import OmegaConf
+
+    def composed(experiment: str) -> dict:
+        return OmegaConf.to_container(compose_cfg("train", tmp_path, [f"experiment={experiment}"]), resolve=True)
+
+    recipe, v2 = composed("camvid_cpu_60min"), composed("camvid_cpu_60min_v2")
+    encoder = recipe["model"]["net"]["encoder"]
+    assert encoder["_target_"] == "tconvseg.nn.efficientnet_lite_encoder" and encoder["weights"] == "imagenet" and encoder["padding"] == "same"
+    assert v2["model"]["net"]["encoder"]["name"] == "mobilenet_v3_large" and v2["model"]["net"]["encoder"]["weights"] is None
+    for key in ("class_weighting", "channels_last", "optimizer", "scheduler", "aux_weight"):
+        assert recipe["model"][key] == v2["model"][key], key
+    assert recipe["model"]["net"]["aux_stages"] == v2["model"]["net"]["aux_stages"] == [-2]
+    assert {k: v for k, v in recipe.items() if k not in ("model", "tags")} == {k: v for k, v in v2.items() if k not in ("model", "tags")}
+
+
+def test_v2_is_v1_with_softer_class_weights_on_train_plus_val_and_the_end_of_schedule_checkpoint(tmp_path):
+    """camvid_cpu_60min_v2 differs from camvid_cpu_60min_v1 (the recipe until 2026-12-03) in its class weighting, what
     it trains on and what it keeps; the protocol experiments stay on v1, whose figures they reproduce."""
     from omegaconf import OmegaConf
 
     def composed(experiment: str) -> dict:
         return OmegaConf.to_container(compose_cfg("train", tmp_path, [f"experiment={experiment}"]), resolve=True)
 
-    new, old = composed("camvid_cpu_60min"), composed("camvid_cpu_60min_v1")
+    new, old = composed("camvid_cpu_60min_v2"), composed("camvid_cpu_60min_v1")
     assert new["data"]["splits"]["train"] == ["train", "val"] and old["data"]["splits"]["train"] == "train"
     assert new["callbacks"]["model_checkpoint"] is None and old["callbacks"]["model_checkpoint"]["monitor"] == "val/mIoU"
     assert new["validate_best"] is False and new["optimized_metric"] is None and new["callbacks"]["time_budget"]["val_passes_after_stop"] == 1
