@@ -61,12 +61,13 @@ def train(cfg: DictConfig, *, started_at: float | None = None) -> tuple[dict[str
     _set_up_process(cfg)
     datamodule = build_datamodule(cfg)
     held_out = (datamodule.holdout_identity() or {}).get("held_out")
-    check_selection(held_out, datamodule.info, cfg.get("optimized_metric"), in_multirun(), bool(cfg.get("select_on_holdout", False)))
+    select_on_holdout = bool(cfg.get("select_on_holdout", False))
+    check_selection(held_out, datamodule.info, cfg.get("optimized_metric"), in_multirun(), select_on_holdout)
     model = build_system(cfg.model, datamodule.info, class_weights_for(cfg.model, datamodule))
     check_input_normalization(model.net, cfg.get("data"))
     identity = run_identity(cfg, datamodule)
     resume = _resume_into_its_folder(cfg, identity)
-    trainer = _build_trainer(cfg, identity, started_at, held_out)
+    trainer = _build_trainer(cfg, identity, started_at, held_out, select_on_holdout)
     _log_plan(cfg, model)
     _log_splits(datamodule)
 
@@ -108,12 +109,14 @@ def _resume_into_its_folder(cfg: DictConfig, identity: dict[str, Any]) -> str | 
     return resume
 
 
-def _build_trainer(cfg: DictConfig, identity: dict[str, Any], started_at: float, held_out: list[str] | None = None) -> L.Trainer:
+def _build_trainer(
+    cfg: DictConfig, identity: dict[str, Any], started_at: float, held_out: list[str] | None = None, select_on_holdout: bool = False
+) -> L.Trainer:
     """The Trainer with the configured callbacks and loggers, plus the ones every run has; the time budget's clock set.
 
     Under a holdout a best-by-val checkpoint is left out unless ``select_on_holdout=true`` (`tconvseg.selection`).
     """
-    configured, dropped = without_held_out_selection(build_group(cfg.get("callbacks")), held_out, bool(cfg.get("select_on_holdout", False)))
+    configured, dropped = without_held_out_selection(build_group(cfg.get("callbacks")), held_out, select_on_holdout)
     if dropped:
         log.info("Held out %s: no best-by-held-out checkpoint (%s left out; select_on_holdout=true keeps it)", held_out, ", ".join(dropped))
     callbacks = [

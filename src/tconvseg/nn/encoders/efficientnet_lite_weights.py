@@ -116,11 +116,13 @@ def load_mapped(module: nn.Module, checkpoint: dict[str, torch.Tensor], mapping:
     return {mapping[key] for key in state}
 
 
-def load_imagenet_weights(encoder: StagedEncoder, layers: Sequence[nn.Module], name: str, weights: str) -> StagedEncoder:
-    """Load ``name``'s ImageNet checkpoint into ``encoder`` (built from ``layers``); every checkpoint tensor accounted for."""
+def load_imagenet_weights(encoder: StagedEncoder, layers: Sequence[nn.Module], name: str, weights: str,
+                          checkpoint: dict[str, torch.Tensor] | None = None) -> StagedEncoder:
+    """Load ``name``'s ImageNet checkpoint (read and checked here unless given) into ``encoder`` (built from ``layers``);
+    every checkpoint tensor is used but the classifier head's."""
     if weights != "imagenet":
         raise ValueError(f"weights={weights!r} for {name}: expected null (random init) or 'imagenet'")
-    checkpoint = read_checkpoint(name)
+    checkpoint = read_checkpoint(name) if checkpoint is None else checkpoint
     used = load_mapped(encoder, checkpoint, checkpoint_keys(encoder, layers), f"{name} encoder")
     unused = [key for key in checkpoint if key not in used and not key.startswith(HEAD_PREFIXES)]
     if unused:
@@ -151,14 +153,13 @@ def efficientnet_lite_classifier(name: str, padding: str = "same") -> EfficientN
     layers = efficientnet_lite_layers(name, padding, stochastic_depth=0.0)
     encoder = StagedEncoder.from_layers(layers)
     checkpoint = read_checkpoint(name)
-    used = load_mapped(encoder, checkpoint, checkpoint_keys(encoder, layers), f"{name} encoder")
+    load_imagenet_weights(encoder, layers, name, "imagenet", checkpoint)
     model = EfficientNetLiteClassifier(encoder)
     head_map = {f"head.conv.{t}": f"_conv_head.{t}" for t in model.head.conv.state_dict()}
     head_map |= {f"head.bn.{t}": f"_bn1.{t}" for t in model.head.bn.state_dict()}
     head_map |= {f"fc.{t}": f"_fc.{t}" for t in model.fc.state_dict()}
-    head_only = nn.ModuleDict({"head": model.head, "fc": model.fc})
-    used |= load_mapped(head_only, checkpoint, head_map, f"{name} classifier head")
-    unused = sorted(set(checkpoint) - used)
+    used = load_mapped(nn.ModuleDict({"head": model.head, "fc": model.fc}), checkpoint, head_map, f"{name} classifier head")
+    unused = sorted(k for k in checkpoint if k.startswith(HEAD_PREFIXES) and k not in used)
     if unused:
         raise WeightsError(f"{name}: the checkpoint tensors {unused[:5]} were not used; expected the checkpoint of this variant")
     return model.eval()
