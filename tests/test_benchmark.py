@@ -77,3 +77,29 @@ def test_loop_mode_measures_the_step_alone_and_the_full_loop(tmp_path, capsys):
         assert r["step_ips"] > 0 and r["loop_ips"] > 0 and r["ratio"] == pytest.approx(r["loop_ips"] / r["step_ips"])
         assert r["gpu_busy"] is None and r["peak_mib"] is None  # CPU: ratio only
     assert "full loop img/s" in capsys.readouterr().out and len(json.loads(out.read_text())) == 2
+
+
+def test_the_use_benchmark_measures_predict_and_onnx(budgeted_run, tmp_path):
+    """scripts/bench_use.py on the tiny model and three odd-sized images: every column measured, the export's parity small."""
+    import importlib.util
+
+    import numpy as np
+    from PIL import Image
+
+    pytest.importorskip("onnxruntime")
+    spec = importlib.util.spec_from_file_location("bench_use", "scripts/bench_use.py")
+    bench_use = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench_use)
+    images = tmp_path / "images"
+    images.mkdir()
+    for i in range(3):
+        Image.fromarray(np.random.default_rng(i).integers(0, 256, (37, 53, 3), dtype=np.uint8)).save(images / f"{i}.png")
+    ckpt = f"{budgeted_run.dirpath}/last.ckpt"
+    rows = bench_use.main(["--ckpt", f"tiny={ckpt}", "--images", str(images), "--odd", "33", "35", "--data", "synthetic",
+                           "--json", str(tmp_path / "rows.json")])
+    (row,) = json.loads((tmp_path / "rows.json").read_text())
+    assert row == rows[0] and row["images"] == 3 and row["size"] == [37, 53]
+    assert all(row[k] > 0 for k in ("predict_s", "predict_img_s", "export_s", "onnx_img_s", "onnx_img_s_odd"))
+    assert row["onnx_max_abs_diff"] < 1e-3
+    with pytest.raises(SystemExit, match=r"--ckpt 'tiny': expected NAME=PATH"):
+        bench_use.main(["--ckpt", "tiny", "--images", str(images)])
