@@ -159,7 +159,8 @@ def test_a_config_scheduler_is_refused_with_the_override(tmp_path):
 
 
 def test_every_budgeted_experiment_builds_its_callbacks(tmp_path):
-    budgeted = ("camvid_cpu_15min", "camvid_cpu", "camvid_cpu_60min", "camvid_cpu_60min_v1", "camvid_gpu_10min", "camvid_gpu_10min_device")
+    budgeted = ("camvid_cpu_15min", "camvid_cpu", "camvid_cpu_60min", "camvid_cpu_60min_v1", "camvid_gpu_10min", "camvid_gpu_10min_device",
+                "camvid_gpu_10min_pretrained")
     for experiment in (*budgeted, "drive_holdout_15min"):
         cfg = compose_cfg("train", tmp_path, [f"experiment={experiment}"])
         budget = next(c for c in build_group(cfg.callbacks) if isinstance(c, TimeBudget))
@@ -201,3 +202,14 @@ def test_the_gpu_experiment_is_full_resolution_bf16_channels_last_with_pinned_ba
     assert as_seconds(cfg.callbacks.time_budget.budget, "budget") == 600
     # EMA off, as in the CPU recipe (README: the raw weights beat the 0.999 average on the H200 run).
     assert not any(isinstance(c, EMAWeights) for c in build_group(cfg.callbacks)) and "ema" not in cfg.callbacks
+
+
+def test_the_pretrained_gpu_experiment_is_the_gpu_recipe_on_the_cpu_recipe_s_model(tmp_path):
+    gpu = compose_cfg("train", tmp_path, ["experiment=camvid_gpu_10min"])
+    pretrained = compose_cfg("train", tmp_path, ["experiment=camvid_gpu_10min_pretrained"])
+    cpu = compose_cfg("train", tmp_path, ["experiment=camvid_cpu_60min"])
+    assert pretrained.model.net == cpu.model.net and pretrained.model.net.encoder.weights == "imagenet"
+    assert pretrained.model.class_weighting == cpu.model.class_weighting and list(pretrained.data.splits.train) == ["train", "val"]
+    assert pretrained.trainer == gpu.trainer and pretrained.data.train_transforms == gpu.data.train_transforms
+    assert pretrained.model.optimizer == gpu.model.optimizer and not pretrained.validate_best
+    assert pretrained.callbacks.get("model_checkpoint") is None
