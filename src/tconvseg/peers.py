@@ -50,8 +50,8 @@ def torchvision_peer(name: str, num_classes: int, *, encoder: Any = None, aux_st
     Args:
         name: one of `PEERS`.
         num_classes: ``K``.
-        encoder, aux_stages: the shared model config's network keys; a peer brings its own backbone
-            and has no aux heads here, so they must stay ``null`` / ``[]``.
+        encoder: the shared model config's key; a peer brings its own backbone, so it must stay ``null``.
+        aux_stages: the shared model config's key; a torchvision peer has no aux heads here, so it must stay ``[]``.
     """
     if name not in PEERS:
         raise ValueError(f"model.net.name={name!r} is not a known torchvision peer; expected one of {sorted(PEERS)}")
