@@ -65,7 +65,7 @@ def test_every_trainer_option_composes(option, tmp_path):
     elif option == "ddp_cpu":  # two processes: run for real in tests/test_ddp.py
         trainer = instantiate(cfg.trainer, logger=False)
         assert trainer.strategy.process_group_backend == "gloo" and trainer.num_devices == 2
-    else:  # needs GPUs: checked on a GPU machine (see README, "GPU check")
+    else:  # needs GPUs: checked on a GPU machine (see docs/results.md, "GPU check")
         assert cfg.trainer.accelerator == "gpu"
 
 

@@ -1,4 +1,4 @@
-"""A from-scratch transposed convolution, written the way the seed document explains it.
+"""A from-scratch transposed convolution, written the way the textbook explains it (docs/concepts.md, "Shape arithmetic").
 
 Every input element scales the kernel and is added into the output window it starts. Instead of
 looping over input pixels we loop over kernel taps: tap ``(i, j)`` sends the whole (channel-mixed)

@@ -1,6 +1,6 @@
 """Shape arithmetic of convolutions, poolings and transposed convolutions.
 
-Everything here is per axis and integer-exact. The seed document's formulas are special cases:
+Everything here is per axis and integer-exact. The textbook formulas (docs/concepts.md, "Shape arithmetic") are special cases:
 
 * transposed conv, stride 1, no padding: ``n + k - 1``
 * transposed conv with padding ``p``:     ``n + k - 2p - 1``
