@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import json
 import logging
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +19,6 @@ from tconvseg.builders import build_datamodule, build_trainer, check_input_norma
 from tconvseg.callbacks import BatchNormAdaptation, ConfusionMatrixRecorder, check_adapt_bn, write_eval_pictures
 from tconvseg.checkpoints import (
     CKPT_MODEL_CONFIG,
-    CKPT_RUN_IDENTITY,
     atomic_write_text,
     load_checkpoint,
     run_dir_of,
@@ -27,6 +27,7 @@ from tconvseg.data.holdout import HOLDOUT_SPLIT
 from tconvseg.data.pooled import item_sources
 from tconvseg.entry import run_hydra
 from tconvseg.restore import rebuild_system, resolve_checkpoint
+from tconvseg.run_record import RunRecord
 from tconvseg.system import SegmentationSystem
 from tconvseg.tiling import tiling_options
 from tconvseg.trained_items import trained_items
@@ -120,8 +121,9 @@ def _write_report(report: dict[str, Any], json_path: Path) -> None:
     log.info("Wrote %s", json_path)
 
 
-def _stored_holdout(checkpoint: dict) -> dict[str, Any] | None:
-    return ((checkpoint.get(CKPT_RUN_IDENTITY) or {}).get("data") or {}).get("holdout")
+def _stored_holdout(checkpoint: dict) -> Mapping[str, Any] | None:
+    record = RunRecord.from_checkpoint(checkpoint)
+    return record.holdout if record is not None else None
 
 
 def holdout_from_checkpoint(cfg: DictConfig, checkpoint: dict, ckpt_path: str) -> DictConfig:
@@ -156,7 +158,7 @@ def _trained_on(checkpoint: dict, ckpt_path: str, datamodule: Any, split: str) -
     items were read from).
     """
     scored = item_sources(datamodule.dataset("test"))
-    trained, basis = trained_items(checkpoint.get(CKPT_RUN_IDENTITY), datamodule.whole_split, {split for split, _ in scored})
+    trained, basis = trained_items(RunRecord.from_checkpoint(checkpoint), datamodule.whole_split, {split for split, _ in scored})
     if trained is None:
         log.warning("split=%s: %s: %s, so whether it trained on these items is not known", split, ckpt_path, basis)
         return {"trained_on_split": None, "trained_on_items": None, "scored_items": len(scored), "trained_on_from": basis}

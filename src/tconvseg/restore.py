@@ -21,13 +21,13 @@ from omegaconf import DictConfig, OmegaConf
 from tconvseg.builders import build_system
 from tconvseg.checkpoints import (
     CKPT_MODEL_CONFIG,
-    CKPT_RUN_IDENTITY,
     check_targets,
     disable_weight_downloads,
     find_last_checkpoint,
     load_checkpoint,
 )
 from tconvseg.data.info import DatasetInfo, dataset_info, synthetic_info, voc_colormap
+from tconvseg.run_record import RunRecord
 from tconvseg.system import SegmentationSystem
 from tconvseg.tiling import tiling_options
 from tconvseg.tta import tta_options
@@ -129,7 +129,8 @@ def class_info(checkpoint: dict[str, Any], cfg: DictConfig, path: str) -> Datase
     """The `DatasetInfo` of the classes the checkpoint predicts (see `restore`)."""
     hparams = checkpoint.get("hyper_parameters", {})
     num_classes = hparams.get("num_classes")
-    trained_on = (checkpoint.get(CKPT_RUN_IDENTITY) or {}).get("data", {}).get("info")
+    record = RunRecord.from_checkpoint(checkpoint)
+    trained_on = record.dataset_name if record is not None else None
     if trained_on == "synthetic" and num_classes:
         info, source = synthetic_info(num_classes), "the checkpoint (synthetic)"
     else:
