@@ -20,6 +20,7 @@ import tconvseg.cluster
 from tconvseg.builders import build_trainer
 from tconvseg.checkpoints import CKPT_RUN_IDENTITY, load_checkpoint
 from tconvseg.cluster import requeued_checkpoint, run_name
+from tconvseg.run_record import RunRecord
 from tconvseg.train import SIGTERM_EXIT_CODE
 from tests.helpers.configs import CHEAP, CONFIG_DIR, compose_cfg
 from tests.helpers.scripts import ROOT
@@ -98,13 +99,14 @@ def test_trainer_gets_slurm_auto_requeue_only_under_slurm(no_cluster, tmp_path):
 
 def test_a_foreign_checkpoint_in_the_job_folder_is_refused(no_cluster, tmp_path):
     identity = {"experiment": None, "model": {"topology": "8s"}, "data": {"info": "synthetic"}}
+    record = RunRecord.from_dict(identity)
     (tmp_path / "checkpoints").mkdir()
     torch.save({"global_step": 5, CKPT_RUN_IDENTITY: {**identity, "model": {"topology": "full"}}}, tmp_path / "checkpoints" / "last.ckpt")
-    assert requeued_checkpoint(tmp_path, identity) is None  # not a SLURM job: nothing to resume
+    assert requeued_checkpoint(tmp_path, record) is None  # not a SLURM job: nothing to resume
     for key, value in SLURM_JOB.items():
         no_cluster.setenv(key, value)
     with pytest.raises(ValueError, match=r"SLURM job 4242: its run folder .* holds last.ckpt of another run .*topology=full"):
-        requeued_checkpoint(tmp_path, identity)
+        requeued_checkpoint(tmp_path, record)
 
 
 def _wait_for(condition, proc: subprocess.Popen, what: str) -> None:

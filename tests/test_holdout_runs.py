@@ -9,6 +9,7 @@ import torch
 from tconvseg.checkpoints import CKPT_RUN_IDENTITY
 from tconvseg.data import CamVidDataset
 from tconvseg.evaluate import evaluate, holdout_from_checkpoint
+from tconvseg.run_record import RunRecord
 from tconvseg.train import train
 from tconvseg.trained_items import ASSUMED_TRAIN, trained_items
 from tests.helpers.configs import CHEAP, compose_cfg
@@ -142,9 +143,9 @@ def test_a_checkpoint_that_predates_the_train_split_list_says_what_was_assumed(t
     def whole_split(split):
         return CamVidDataset(root, split, cache=False)
 
-    items, basis = trained_items({"data": {"info": "camvid"}}, whole_split)
+    items, basis = trained_items(RunRecord.from_dict({"data": {"info": "camvid"}}), whole_split)
     assert basis == ASSUMED_TRAIN and items == {("train", n) for n in whole_split("train").names()}
-    items, basis = trained_items({"data": {}, "train_splits": ["val"]}, whole_split)
+    items, basis = trained_items(RunRecord.from_dict({"data": {}, "train_splits": ["val"]}), whole_split)
     assert items == {("val", n) for n in whole_split("val").names()} and "stored training splits ['val']" in basis
     assert trained_items(None, whole_split) == (None, "the checkpoint stores no run record")
 
@@ -158,5 +159,5 @@ def test_only_the_splits_the_scored_items_come_from_are_read(tmp_path):
         built.append(split)
         return CamVidDataset(root, split, cache=False)
 
-    items, _ = trained_items({"data": {}, "train_splits": ["train", "val"]}, whole_split, only={"val"})
+    items, _ = trained_items(RunRecord.from_dict({"data": {}, "train_splits": ["train", "val"]}), whole_split, only={"val"})
     assert built == ["val"] and items == {("val", n) for n in CamVidDataset(root, "val").names()}

@@ -8,7 +8,7 @@ from omegaconf import OmegaConf
 
 from tconvseg.checkpoints import CKPT_MODEL_CONFIG, UnsafeCheckpointError, load_checkpoint
 from tconvseg.data.info import synthetic_info
-from tconvseg.restore import rebuild_system, resolve_checkpoint
+from tconvseg.restore import rebuild_system, resolve_checkpoint, set_up_inference
 from tests.helpers.inference import train_tiny
 
 
@@ -51,3 +51,20 @@ def test_no_model_config_and_a_missing_file_are_explained(checkpoint, tmp_path):
         rebuild_system({k: v for k, v in ckpt.items() if k != CKPT_MODEL_CONFIG}, path, synthetic_info(4))
     with pytest.raises(FileNotFoundError, match=r"nope.ckpt: no such checkpoint file; expected a .ckpt"):
         resolve_checkpoint(str(tmp_path / "nope.ckpt"), str(tmp_path))
+
+
+def test_the_inference_set_up_checks_the_options_and_sets_up_the_process():
+    cfg = OmegaConf.create({"tta": "multiscale_flip", "tta_scales": [0.75, 1.0], "tiles": "none", "adapt_bn": False,
+                            "seed": 7, "float32_matmul_precision": "medium"})
+    before = torch.get_float32_matmul_precision()
+    try:
+        options = set_up_inference(cfg)
+        assert options.tta == {"mode": "multiscale_flip", "scales": (0.75, 1.0)} and options.adapt_bn is False
+        assert options.tiling["tiles"] == "none" and torch.get_float32_matmul_precision() == "medium"
+        first = torch.rand(3)
+        set_up_inference(cfg)
+        assert torch.equal(torch.rand(3), first)  # seeded
+    finally:
+        torch.set_float32_matmul_precision(before)
+    with pytest.raises(ValueError, match="tta='mirror' is not a test-time augmentation"):
+        set_up_inference(OmegaConf.create({"tta": "mirror"}))

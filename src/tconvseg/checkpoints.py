@@ -21,12 +21,13 @@ from hydra.utils import get_object
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 from PIL import Image
 
+from tconvseg.run_record import CKPT_RUN_IDENTITY as CKPT_RUN_IDENTITY  # the record's key, defined beside the record
+from tconvseg.run_record import RunRecord, describe
+
 log = logging.getLogger(__name__)
 
 #: Key under which the training run's model config is stored inside each checkpoint.
 CKPT_MODEL_CONFIG = "tconvseg_model_config"
-#: Key under which the run's identity (experiment, model, data) is stored; see `run_identity`.
-CKPT_RUN_IDENTITY = "tconvseg_run"
 
 #: Modules whose callables a checkpoint's stored model config may name, with the kind of object
 #: each may resolve to (``None``: any function or class defined in that module tree). Builders of
@@ -255,33 +256,8 @@ def run_dir_of(ckpt_path: str | os.PathLike[str]) -> Path:
     return folder.parent if folder.name == "checkpoints" else folder
 
 
-def identity_mismatch(stored: Mapping[str, Any] | None, current: Mapping[str, Any]) -> list[str]:
-    """The identity fields (``experiment``, ``model``, ``data``) on which two runs differ.
-
-    ``experiment`` is compared only when both sides know it (runs started through Hydra do).
-    """
-    if not stored:
-        return []
-    keys = ["model", "data"]
-    if stored.get("experiment") is not None and current.get("experiment") is not None:
-        keys.insert(0, "experiment")
-    return [k for k in keys if stored.get(k) != current.get(k)]
-
-
-def describe_identity(identity: Mapping[str, Any] | None) -> str:
-    if not identity:
-        return "unknown (no run identity stored)"
-    model = identity.get("model") or {}
-    encoder = model.get("encoder", {})
-    encoder = encoder.get("name", encoder.get("_target_")) if isinstance(encoder, Mapping) else encoder
-    return (
-        f"experiment={identity.get('experiment')}, model={model.get('_target_')} (encoder={encoder}, "
-        f"topology={model.get('topology')}), data={identity.get('data')}"
-    )
-
-
-def find_last_checkpoint(log_dir: str | os.PathLike[str], task_name: str, identity: Mapping[str, Any] | None = None) -> str:
-    """The newest readable ``last*.ckpt`` of ``log_dir/task_name/runs/*`` whose run matches ``identity``.
+def find_last_checkpoint(log_dir: str | os.PathLike[str], task_name: str, record: RunRecord | None = None) -> str:
+    """The newest readable ``last*.ckpt`` of ``log_dir/task_name/runs/*`` whose run matches ``record`` (any run without it).
 
     Unreadable (truncated, foreign) files are skipped with a warning, so a crash during a write can
     never make ``ckpt_path=last`` choose a broken file.
@@ -303,14 +279,14 @@ def find_last_checkpoint(log_dir: str | os.PathLike[str], task_name: str, identi
             f"ckpt_path=last: no readable last.ckpt found under {pattern}. Give the checkpoint's path instead "
             "(ckpt_path=logs/train/runs/<run>/checkpoints/last.ckpt), or start a new run without ckpt_path."
         )
-    if identity is None:
+    if record is None:
         return readable[0][0]
     for path, checkpoint in readable:
-        if not identity_mismatch(checkpoint.get(CKPT_RUN_IDENTITY), identity):
+        if not record.differences(RunRecord.from_checkpoint(checkpoint)):
             return path
     newest, checkpoint = readable[0]
     raise ValueError(
-        f"ckpt_path=last: the newest run {newest} is another experiment ({describe_identity(checkpoint.get(CKPT_RUN_IDENTITY))}) "
-        f"than this one ({describe_identity(identity)}), and no run under {pattern} matches. Expected a run of the same "
+        f"ckpt_path=last: the newest run {newest} is another experiment ({describe(RunRecord.from_checkpoint(checkpoint))}) "
+        f"than this one ({record.describe()}), and no run under {pattern} matches. Expected a run of the same "
         "experiment, model and data: start a new run (drop ckpt_path) or give ckpt_path=<path> of the run to resume."
     )

@@ -25,7 +25,8 @@ from typing import Any
 from lightning.fabric.plugins.environments import SLURMEnvironment, TorchElasticEnvironment
 from omegaconf import OmegaConf
 
-from tconvseg.checkpoints import CKPT_RUN_IDENTITY, describe_identity, identity_mismatch, load_checkpoint
+from tconvseg.checkpoints import load_checkpoint
+from tconvseg.run_record import RunRecord, describe
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +77,7 @@ def cluster_plugins() -> list[Any]:
     return []
 
 
-def requeued_checkpoint(run_dir: str | os.PathLike[str], identity: dict[str, Any]) -> str | None:
+def requeued_checkpoint(run_dir: str | os.PathLike[str], record: RunRecord) -> str | None:
     """The checkpoint a requeued SLURM job resumes from: the furthest of its run folder's own checkpoints.
 
     Candidates are Lightning's ``hpc_ckpt_<n>.ckpt`` (written on `REQUEUE_SIGNAL`) and
@@ -96,11 +97,11 @@ def requeued_checkpoint(run_dir: str | os.PathLike[str], identity: dict[str, Any
         except ValueError as err:
             log.warning("SLURM requeue: skipping %s (%s)", path, err)
             continue
-        stored = checkpoint.get(CKPT_RUN_IDENTITY)
-        if identity_mismatch(stored, identity):
+        stored = RunRecord.from_checkpoint(checkpoint)
+        if record.differences(stored):
             raise ValueError(
-                f"SLURM job {slurm_job_id()}: its run folder {folder} holds {path.name} of another run ({describe_identity(stored)}) "
-                f"than this one ({describe_identity(identity)}). Expected the folder of this job's earlier attempt; give the "
+                f"SLURM job {slurm_job_id()}: its run folder {folder} holds {path.name} of another run ({describe(stored)}) "
+                f"than this one ({record.describe()}). Expected the folder of this job's earlier attempt; give the "
                 "run its own folder with hydra.run.dir=<path>."
             )
         found.append((int(checkpoint.get("global_step", 0)), path.stat().st_mtime, str(path)))

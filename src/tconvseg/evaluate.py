@@ -5,20 +5,18 @@ from __future__ import annotations
 import copy
 import json
 import logging
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import lightning as L
-import torch
 from omegaconf import DictConfig, OmegaConf, open_dict
 from rich.console import Console
 from rich.table import Table
 
 from tconvseg.builders import build_datamodule, build_trainer, check_input_normalization
-from tconvseg.callbacks import BatchNormAdaptation, ConfusionMatrixRecorder, check_adapt_bn, write_eval_pictures
+from tconvseg.callbacks import BatchNormAdaptation, ConfusionMatrixRecorder, write_eval_pictures
 from tconvseg.checkpoints import (
     CKPT_MODEL_CONFIG,
-    CKPT_RUN_IDENTITY,
     atomic_write_text,
     load_checkpoint,
     run_dir_of,
@@ -26,11 +24,9 @@ from tconvseg.checkpoints import (
 from tconvseg.data.holdout import HOLDOUT_SPLIT
 from tconvseg.data.pooled import item_sources
 from tconvseg.entry import run_hydra
-from tconvseg.restore import rebuild_system, resolve_checkpoint
-from tconvseg.system import SegmentationSystem
-from tconvseg.tiling import tiling_options
+from tconvseg.restore import resolve_checkpoint, restore, set_up_inference
+from tconvseg.run_record import RunRecord
 from tconvseg.trained_items import trained_items
-from tconvseg.tta import tta_options
 
 log = logging.getLogger(__name__)
 
@@ -54,18 +50,15 @@ def evaluate(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
     Raises:
         OSError: the report cannot be written (after the table has been printed), naming the path.
     """
-    if cfg.get("seed") is not None:
-        L.seed_everything(cfg.seed, workers=True)
-    torch.set_float32_matmul_precision(cfg.get("float32_matmul_precision", "high"))
-    tta = dict(zip(("mode", "scales"), tta_options(cfg)))  # checked before anything is loaded
-    adapt_bn = check_adapt_bn(cfg.get("adapt_bn", False))
+    options = set_up_inference(cfg)  # options checked before anything is loaded
+    adapt_bn = options.adapt_bn
     ckpt_path = resolve_checkpoint(str(cfg.ckpt_path), cfg.paths.log_dir)
     checkpoint = load_checkpoint(ckpt_path)
     cfg = holdout_from_checkpoint(cfg, checkpoint, ckpt_path)
     datamodule = build_datamodule(cfg)
     _check_holdout_matches(datamodule, checkpoint, ckpt_path, cfg.split)
     datamodule.splits["test"] = cfg.split  # the test loop scores whichever split was asked for
-    model = _restored_model(cfg, checkpoint, ckpt_path, datamodule, tta)
+    model = restore(cfg, options, loaded=(ckpt_path, checkpoint), info=datamodule.info, model_cfg=_model_cfg(cfg, checkpoint, ckpt_path)).system
     check_input_normalization(model.net, cfg.get("data"))
 
     recorder = ConfusionMatrixRecorder()
@@ -92,8 +85,8 @@ def evaluate(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
     return metrics, objects
 
 
-def _restored_model(cfg: DictConfig, checkpoint: dict, ckpt_path: str, datamodule: Any, tta: dict[str, Any]) -> SegmentationSystem:
-    """The checkpoint's system: its stored model config, or ``cfg.model`` with ``model_from_checkpoint=false``."""
+def _model_cfg(cfg: DictConfig, checkpoint: dict, ckpt_path: str) -> DictConfig | None:
+    """``None`` to build the checkpoint's stored model config; ``cfg.model`` with ``model_from_checkpoint=false``."""
     from_checkpoint = cfg.get("model_from_checkpoint", True) and CKPT_MODEL_CONFIG in checkpoint
     if not from_checkpoint and cfg.get("model") is None:
         raise ValueError(
@@ -102,9 +95,7 @@ def _restored_model(cfg: DictConfig, checkpoint: dict, ckpt_path: str, datamodul
         )
     if from_checkpoint:
         log.info("Using the model config stored in the checkpoint (model_from_checkpoint=true)")
-    trusted = list(cfg.get("trusted_targets") or [])
-    model_cfg = None if from_checkpoint else cfg.model
-    return rebuild_system(checkpoint, ckpt_path, datamodule.info, trusted=trusted, model_cfg=model_cfg, tta=tta, tiling=tiling_options(cfg))
+    return None if from_checkpoint else cfg.model
 
 
 def _write_report(report: dict[str, Any], json_path: Path) -> None:
@@ -120,8 +111,9 @@ def _write_report(report: dict[str, Any], json_path: Path) -> None:
     log.info("Wrote %s", json_path)
 
 
-def _stored_holdout(checkpoint: dict) -> dict[str, Any] | None:
-    return ((checkpoint.get(CKPT_RUN_IDENTITY) or {}).get("data") or {}).get("holdout")
+def _stored_holdout(checkpoint: dict) -> Mapping[str, Any] | None:
+    record = RunRecord.from_checkpoint(checkpoint)
+    return record.holdout if record is not None else None
 
 
 def holdout_from_checkpoint(cfg: DictConfig, checkpoint: dict, ckpt_path: str) -> DictConfig:
@@ -156,7 +148,7 @@ def _trained_on(checkpoint: dict, ckpt_path: str, datamodule: Any, split: str) -
     items were read from).
     """
     scored = item_sources(datamodule.dataset("test"))
-    trained, basis = trained_items(checkpoint.get(CKPT_RUN_IDENTITY), datamodule.whole_split, {split for split, _ in scored})
+    trained, basis = trained_items(RunRecord.from_checkpoint(checkpoint), datamodule.whole_split, {split for split, _ in scored})
     if trained is None:
         log.warning("split=%s: %s: %s, so whether it trained on these items is not known", split, ckpt_path, basis)
         return {"trained_on_split": None, "trained_on_items": None, "scored_items": len(scored), "trained_on_from": basis}

@@ -22,7 +22,7 @@ from omegaconf import DictConfig
 
 from tconvseg.checkpoints import atomic_write_text
 from tconvseg.entry import run_hydra
-from tconvseg.restore import restore
+from tconvseg.restore import restore, set_up_inference
 
 log = logging.getLogger(__name__)
 
@@ -91,8 +91,7 @@ def export(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
     """
     if cfg.format not in FORMATS:
         raise ValueError(f"format={cfg.format!r} is not supported; expected one of {', '.join(FORMATS)} (e.g. format=onnx)")
-    torch.set_float32_matmul_precision(cfg.get("float32_matmul_precision", "high"))  # the parity check's PyTorch side
-    restored = restore(cfg)
+    restored = restore(cfg, set_up_inference(cfg))  # matmul precision set: the parity check's PyTorch side
     net = restored.system.net.eval()
     min_h, min_w = getattr(net, "min_input_size", (1, 1))
     sizes = [(int(h), int(w)) for h, w in cfg.sizes]

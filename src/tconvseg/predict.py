@@ -24,17 +24,15 @@ from rich.console import Console
 from torch.utils.data import DataLoader
 
 from tconvseg.builders import build_group, build_trainer
-from tconvseg.callbacks import BatchNormAdaptation, check_adapt_bn
+from tconvseg.callbacks import BatchNormAdaptation
 from tconvseg.checkpoints import atomic_save_image
 from tconvseg.data.errors import DatasetError
 from tconvseg.data.images import DEFAULT_MAX_IMAGE_PIXELS, ImageFilesDataset, SameSizeBatchSampler, collate_images, list_images
 from tconvseg.data.info import DatasetInfo
 from tconvseg.data.transforms import IMAGENET_MEAN, IMAGENET_STD, eval_transforms
 from tconvseg.entry import run_hydra
-from tconvseg.restore import restore
+from tconvseg.restore import restore, set_up_inference
 from tconvseg.system import SegmentationSystem
-from tconvseg.tiling import tiling_options
-from tconvseg.tta import tta_options
 from tconvseg.visualize import denormalize, legend, overlay, palette_png
 
 log = logging.getLogger(__name__)
@@ -105,15 +103,13 @@ def predict(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
     scale = cfg.get("scale")
     if scale is not None and not (isinstance(scale, (int, float)) and scale > 0):
         raise ValueError(f"scale={scale!r} is invalid; expected a factor > 0 (e.g. scale=0.5), or null for each image's own size")
-    tta_options(cfg)  # checked before the images and the checkpoint are read
-    adapt_bn = check_adapt_bn(cfg.get("adapt_bn", False))
-    tiling_options(cfg)
+    options = set_up_inference(cfg)  # checked before the images and the checkpoint are read
+    adapt_bn = options.adapt_bn
     max_pixels = cfg.get("max_image_pixels", DEFAULT_MAX_IMAGE_PIXELS)
     if isinstance(max_pixels, bool) or not isinstance(max_pixels, int) or max_pixels < 1:
         raise ValueError(f"max_image_pixels={max_pixels!r} is invalid; expected a positive number of pixels (default {DEFAULT_MAX_IMAGE_PIXELS})")
-    torch.set_float32_matmul_precision(cfg.get("float32_matmul_precision", "high"))
     files = list_images(str(cfg.input))
-    restored = restore(cfg)  # with the test-time augmentation of cfg.tta / cfg.tta_scales
+    restored = restore(cfg, options)
 
     # The normalisation of the data option's eval transforms (what the network saw in training).
     options = cfg.data.get("eval_transforms")

@@ -1,5 +1,8 @@
-"""A trained system rebuilt from its checkpoint: the one path of ``tconvseg-eval``, ``tconvseg-predict`` and
-``tconvseg-export``.
+"""A trained system rebuilt from its checkpoint, and the inference set-up: the one path of ``tconvseg-eval``,
+``tconvseg-predict`` and ``tconvseg-export``.
+
+`set_up_inference` checks an entry point's inference options (test-time augmentation, tiles, batch-norm adaptation)
+before anything is read and sets up the process (seed, matmul precision); `restore` rebuilds the system with them.
 
 Same trust model as evaluation: the checkpoint is read with ``weights_only=True``, the model config
 stored in it is vetted by `tconvseg.checkpoints.check_targets` before anything is built, and
@@ -15,24 +18,52 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import lightning as L
+import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from tconvseg.builders import build_system
+from tconvseg.callbacks import check_adapt_bn
 from tconvseg.checkpoints import (
     CKPT_MODEL_CONFIG,
-    CKPT_RUN_IDENTITY,
     check_targets,
     disable_weight_downloads,
     find_last_checkpoint,
     load_checkpoint,
 )
 from tconvseg.data.info import DatasetInfo, dataset_info, synthetic_info, voc_colormap
+from tconvseg.run_record import RunRecord
 from tconvseg.system import SegmentationSystem
 from tconvseg.tiling import tiling_options
 from tconvseg.tta import tta_options
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class InferenceOptions:
+    """An entry point's inference options, checked: ``tta`` (``{"mode", "scales"}``), ``tiling`` (`tiling_options`),
+    ``adapt_bn`` (recompute batch-norm statistics from the images first)."""
+
+    tta: dict[str, Any]
+    tiling: dict[str, Any]
+    adapt_bn: bool
+
+
+def set_up_inference(cfg: DictConfig) -> InferenceOptions:
+    """Check ``cfg``'s ``tta`` / ``tta_scales``, tile and ``adapt_bn`` options (bad ones fail before any file is read),
+    then seed the process (``cfg.seed``, when set) and set ``float32_matmul_precision``: what eval, predict and export
+    all do first."""
+    options = InferenceOptions(
+        tta=dict(zip(("mode", "scales"), tta_options(cfg))),
+        tiling=tiling_options(cfg),
+        adapt_bn=check_adapt_bn(cfg.get("adapt_bn", False)),
+    )
+    if cfg.get("seed") is not None:
+        L.seed_everything(cfg.seed, workers=True)
+    torch.set_float32_matmul_precision(cfg.get("float32_matmul_precision", "high"))
+    return options
 
 
 @dataclass
@@ -54,24 +85,38 @@ def resolve_checkpoint(ckpt_path: str, log_dir: str) -> str:
     return str(ckpt_path)
 
 
-def restore(cfg: DictConfig) -> Restored:
-    """Load ``cfg.ckpt_path`` and rebuild its network from the model config stored in it.
+def restore(
+    cfg: DictConfig, options: InferenceOptions | None = None, *, loaded: tuple[str, dict[str, Any]] | None = None,
+    info: DatasetInfo | None = None, model_cfg: DictConfig | None = None,
+) -> Restored:
+    """Load ``cfg.ckpt_path`` and rebuild its network from the model config stored in it, with ``options``.
 
     Class names come from the checkpoint; colours from the dataset the checkpoint was trained on
     when that is a known one (camvid, voc, pets, synthetic), else from ``cfg.data.info``.
+
+    Args:
+        cfg: the entry point's config (``ckpt_path``, ``paths.log_dir``, ``trusted_targets``, the inference options).
+        options: from `set_up_inference`; read from ``cfg`` when not given.
+        loaded: ``(path, checkpoint)`` already read by the caller (eval reads the run record first).
+        info: the classes to predict (eval: its data module's); by default those the checkpoint was trained on.
+        model_cfg: a model config to build instead of the stored one (eval's ``model_from_checkpoint=false``).
 
     Raises:
         ValueError: unreadable checkpoint, no stored model config, weights that do not fit, or a
             palette with another number of classes than the checkpoint (explained).
     """
-    path = resolve_checkpoint(str(cfg.ckpt_path), cfg.paths.log_dir)
-    checkpoint = load_checkpoint(path)
-    stored = checkpoint.get(CKPT_MODEL_CONFIG)
-    if stored is None:
+    options = options or set_up_inference(cfg)
+    if loaded is None:
+        path = resolve_checkpoint(str(cfg.ckpt_path), cfg.paths.log_dir)
+        checkpoint = load_checkpoint(path)
+    else:
+        path, checkpoint = loaded
+    if model_cfg is None and checkpoint.get(CKPT_MODEL_CONFIG) is None:
         raise ValueError(f"checkpoint {path} holds no model config ({CKPT_MODEL_CONFIG!r}); expected a checkpoint written by tconvseg-train")
-    info = class_info(checkpoint, cfg, path)
-    tta = dict(zip(("mode", "scales"), tta_options(cfg)))  # none unless the entry point's config asks
-    system = rebuild_system(checkpoint, path, info, trusted=list(cfg.get("trusted_targets") or []), tta=tta, tiling=tiling_options(cfg))
+    info = info or class_info(checkpoint, cfg, path)
+    system = rebuild_system(
+        checkpoint, path, info, trusted=list(cfg.get("trusted_targets") or []), model_cfg=model_cfg, tta=options.tta, tiling=options.tiling
+    )
     return Restored(system.eval(), info, path, checkpoint)
 
 
@@ -129,7 +174,8 @@ def class_info(checkpoint: dict[str, Any], cfg: DictConfig, path: str) -> Datase
     """The `DatasetInfo` of the classes the checkpoint predicts (see `restore`)."""
     hparams = checkpoint.get("hyper_parameters", {})
     num_classes = hparams.get("num_classes")
-    trained_on = (checkpoint.get(CKPT_RUN_IDENTITY) or {}).get("data", {}).get("info")
+    record = RunRecord.from_checkpoint(checkpoint)
+    trained_on = record.dataset_name if record is not None else None
     if trained_on == "synthetic" and num_classes:
         info, source = synthetic_info(num_classes), "the checkpoint (synthetic)"
     else:

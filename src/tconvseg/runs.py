@@ -19,12 +19,12 @@ from omegaconf import OmegaConf
 from tconvseg.callbacks import STATE_KEY
 from tconvseg.checkpoints import (
     CKPT_MODEL_CONFIG,
-    CKPT_RUN_IDENTITY,
     check_targets,
     disable_weight_downloads,
     load_checkpoint,
     stored_best,
 )
+from tconvseg.run_record import RunRecord
 
 
 @dataclass
@@ -80,7 +80,7 @@ def read_run(folder: str | Path) -> RunSummary:
     if model_cfg is None:
         raise ValueError(f"{lasts[-1]} stores no model config ({CKPT_MODEL_CONFIG}); expected a checkpoint written by tconvseg's train")
     check_targets(model_cfg, str(lasts[-1]))
-    identity = checkpoint.get(CKPT_RUN_IDENTITY) or {}
+    record = RunRecord.from_checkpoint(checkpoint)
     states = checkpoint.get("callbacks", {})
     _, best_value, _ = stored_best(checkpoint)
     budget = states.get(STATE_KEY) or {}
@@ -91,7 +91,7 @@ def read_run(folder: str | Path) -> RunSummary:
         folder=folder,
         overrides=overrides,
         model_cfg=disable_weight_downloads(model_cfg),
-        num_classes=int(identity.get("data", {}).get("num_classes") or _classes_from_state(checkpoint)),
+        num_classes=int((record.num_classes if record else None) or _classes_from_state(checkpoint)),
         best_val_miou=best_value if best_value is None or math.isfinite(best_value) else None,
         final_val_miou=_last_logged(metrics_csv, "val/mIoU"),
         final_train_miou=_last_logged(metrics_csv, "train/mIoU"),

@@ -11,17 +11,13 @@ from typing import Any
 
 import lightning as L
 import torch
-from hydra.core.hydra_config import HydraConfig
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from tconvseg.builders import build_datamodule, build_group, build_system, build_trainer, check_input_normalization, class_weights_for
 from tconvseg.callbacks import LogRunToTrackers, StopOnNonFinite, StoreRunInfo, TimeBudget, finished_budget, process_started_at
 from tconvseg.checkpoints import (
-    CKPT_RUN_IDENTITY,
-    describe_identity,
     find_last_checkpoint,
-    identity_mismatch,
     load_checkpoint,
     resume_checkpoint_path,
     run_dir_of,
@@ -30,6 +26,7 @@ from tconvseg.checkpoints import (
 from tconvseg.cluster import requeued_checkpoint
 from tconvseg.data import SegmentationDataModule
 from tconvseg.entry import in_multirun, objective, run_hydra
+from tconvseg.run_record import RunRecord, build_run_record, describe
 from tconvseg.selection import check_selection, without_held_out_selection
 
 log = logging.getLogger(__name__)
@@ -65,9 +62,9 @@ def train(cfg: DictConfig, *, started_at: float | None = None) -> tuple[dict[str
     check_selection(held_out, datamodule.info, cfg.get("optimized_metric"), in_multirun(), select_on_holdout)
     model = build_system(cfg.model, datamodule.info, class_weights_for(cfg.model, datamodule))
     check_input_normalization(model.net, cfg.get("data"))
-    identity = run_identity(cfg, datamodule)
-    resume = _resume_into_its_folder(cfg, identity)
-    trainer = _build_trainer(cfg, identity, started_at, held_out, select_on_holdout)
+    record = build_run_record(cfg, datamodule)
+    resume = _resume_into_its_folder(cfg, record)
+    trainer = _build_trainer(cfg, record, started_at, held_out, select_on_holdout)
     _log_plan(cfg, model)
     _log_splits(datamodule)
 
@@ -96,11 +93,11 @@ def _set_up_process(cfg: DictConfig) -> None:
     torch.set_float32_matmul_precision(cfg.get("float32_matmul_precision", "high"))
 
 
-def _resume_into_its_folder(cfg: DictConfig, identity: dict[str, Any]) -> str | None:
+def _resume_into_its_folder(cfg: DictConfig, record: RunRecord) -> str | None:
     """The checkpoint to resume from (asked for, or a requeued SLURM job's own); ``cfg`` then writes into its run folder."""
     if not cfg.get("train", True):
         return None
-    resume = _resume_point(cfg, identity) or requeued_checkpoint(cfg.paths.output_dir, identity)
+    resume = _resume_point(cfg, record) or requeued_checkpoint(cfg.paths.output_dir, record)
     if resume is not None:
         run_dir = run_dir_of(resume)
         log.info("Resuming from %s; writing on in its run folder %s", resume, run_dir)
@@ -110,7 +107,7 @@ def _resume_into_its_folder(cfg: DictConfig, identity: dict[str, Any]) -> str | 
 
 
 def _build_trainer(
-    cfg: DictConfig, identity: dict[str, Any], started_at: float, held_out: list[str] | None = None, select_on_holdout: bool = False
+    cfg: DictConfig, record: RunRecord, started_at: float, held_out: list[str] | None = None, select_on_holdout: bool = False
 ) -> L.Trainer:
     """The Trainer with the configured callbacks and loggers, plus the ones every run has; the time budget's clock set.
 
@@ -121,7 +118,7 @@ def _build_trainer(
         log.info("Held out %s: no best-by-held-out checkpoint (%s left out; select_on_holdout=true keeps it)", held_out, ", ".join(dropped))
     callbacks = [
         *configured,
-        StoreRunInfo(_container(cfg.model), identity),
+        StoreRunInfo(_container(cfg.model), record),
         StopOnNonFinite(),
         LogRunToTrackers(_container(cfg), list(cfg.get("tags") or []), cfg.paths.output_dir),
     ]
@@ -185,52 +182,25 @@ def main() -> None:
     run_hydra(task, "train")
 
 
-def run_identity(cfg: DictConfig, datamodule: SegmentationDataModule) -> dict[str, Any]:
-    """What makes two runs "the same run": the Hydra experiment option, the network config, the data.
-
-    Under ``data.holdout`` the data part names the held-out groups, and ``splits`` lists what was held
-    out (`SegmentationDataModule.split_manifest`); both reach every checkpoint, as does ``train_splits``, the
-    splits trained on (with ``splits``, what `tconvseg.trained_items.trained_items` reads).
-    """
-    experiment = None
-    if HydraConfig.initialized():
-        experiment = HydraConfig.get().runtime.choices.get("experiment")
-    net = cfg.model.get("net") if isinstance(cfg.model, DictConfig) else None
-    data: dict[str, Any] = {
-        "dataset": OmegaConf.select(cfg, "data.dataset._target_"),
-        "info": datamodule.info.name,
-        "num_classes": datamodule.info.num_classes,
-    }
-    identity: dict[str, Any] = {"experiment": experiment, "model": _container(net) if net is not None else None, "data": data}
-    identity["train_splits"] = list(datamodule.train_splits)  # stored, not compared: what eval's trained_on_split reads
-    if datamodule.pools_train_splits:  # only then: identities of single-split runs stay as they were
-        data["train_splits"] = list(datamodule.train_splits)
-    holdout = datamodule.holdout_identity()
-    if holdout is not None:  # only then: identities of runs without a holdout stay as they were
-        data["holdout"] = holdout
-        identity["splits"] = datamodule.split_manifest()  # stored, not compared: the held-out items by name
-    return identity
-
-
 def _container(node: Any) -> Any:
     return OmegaConf.to_container(node, resolve=True) if isinstance(node, DictConfig) else node
 
 
-def _resume_point(cfg: DictConfig, identity: dict[str, Any]) -> str | None:
+def _resume_point(cfg: DictConfig, record: RunRecord) -> str | None:
     """The checkpoint to resume from, after checking it is readable and of the same run."""
     ckpt_path = cfg.get("ckpt_path")
     if ckpt_path in (None, ""):
         return None
     if ckpt_path == "last":
-        return find_last_checkpoint(cfg.paths.log_dir, cfg.task_name, identity)
+        return find_last_checkpoint(cfg.paths.log_dir, cfg.task_name, record)
     if not Path(ckpt_path).is_file():
         raise FileNotFoundError(f"ckpt_path={ckpt_path}: no such checkpoint file")
-    stored = load_checkpoint(ckpt_path).get(CKPT_RUN_IDENTITY)
-    differ = identity_mismatch(stored, identity)
+    stored = RunRecord.from_checkpoint(load_checkpoint(ckpt_path))
+    differ = record.differences(stored)
     if differ:
         raise ValueError(
-            f"ckpt_path={ckpt_path} belongs to another run ({describe_identity(stored)}) than this one "
-            f"({describe_identity(identity)}): {', '.join(differ)} differ. Expected a checkpoint of the same experiment, "
+            f"ckpt_path={ckpt_path} belongs to another run ({describe(stored)}) than this one "
+            f"({record.describe()}): {', '.join(differ)} differ. Expected a checkpoint of the same experiment, "
             "model and data; to fine-tune from it instead, start a new run with matching model options."
         )
     return str(ckpt_path)

@@ -7,17 +7,17 @@ trained on, rebuilt here from the checkpoint: never from the split's name alone.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from typing import Any
+from collections.abc import Callable
 
 from tconvseg.data import SegmentationDataset
+from tconvseg.run_record import RunRecord
 
 #: How the training items of checkpoints that store no train split list are read (written before 2026-12-07).
 ASSUMED_TRAIN = "assumed data.splits.train=train (this checkpoint predates the stored train split list)"
 
 
 def trained_items(
-    identity: Mapping[str, Any] | None, whole_split: Callable[[str], SegmentationDataset], only: set[str] | None = None
+    record: RunRecord | None, whole_split: Callable[[str], SegmentationDataset], only: set[str] | None = None
 ) -> tuple[set[tuple[str, str]] | None, str]:
     """``((split, name) of every item the run trained on, how that was found)``; ``(None, why)`` without a run record.
 
@@ -26,16 +26,15 @@ def trained_items(
     run's training splits (``train_splits``; ``data.train_splits`` or, with neither stored, ``train``).
 
     Args:
-        identity: the checkpoint's run record (`tconvseg.checkpoints.CKPT_RUN_IDENTITY`).
+        record: the checkpoint's run record (`tconvseg.run_record.RunRecord.from_checkpoint`).
         whole_split: builds every item of a named split (`tconvseg.data.SegmentationDataModule.whole_split`).
         only: the splits worth reading (those the scored items come from); others are not built, their items are left out.
     """
-    if not identity:
+    if record is None:
         return None, "the checkpoint stores no run record"
-    data = identity.get("data") or {}
-    holdout = data.get("holdout")
+    holdout = record.holdout
     if holdout is not None:
-        manifest = identity.get("splits") or {}
+        manifest = record.splits or {}
         held_names = set(manifest["val_items"]) if "val_items" in manifest else None
         held_groups = set(holdout["held_out"])
         items: set[tuple[str, str]] = set()
@@ -49,7 +48,7 @@ def trained_items(
                     items.add((split, name))
         basis = "the stored split manifest" if held_names is not None else "the stored held-out groups"
         return items, f"{basis} (pool {holdout['pool']}, held out {holdout['held_out']})"
-    splits = identity.get("train_splits") or data.get("train_splits")
+    splits = record.stored_train_splits
     basis = f"the stored training splits {splits}" if splits else ASSUMED_TRAIN
     splits = splits or ["train"]
     return {(split, name) for split in splits if only is None or split in only for name in whole_split(split).names()}, basis

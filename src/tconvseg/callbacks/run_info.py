@@ -1,4 +1,4 @@
-"""StoreRunInfo: the model config and the run identity in every checkpoint."""
+"""StoreRunInfo: the model config and the run record in every checkpoint."""
 
 from __future__ import annotations
 
@@ -7,20 +7,22 @@ from typing import Any
 
 import lightning as L
 
-from tconvseg.checkpoints import CKPT_MODEL_CONFIG, CKPT_RUN_IDENTITY
+from tconvseg.checkpoints import CKPT_MODEL_CONFIG
+from tconvseg.run_record import CKPT_RUN_IDENTITY, RunRecord
 
 
 class StoreRunInfo(L.Callback):
-    """Writes the model config and the run identity into every checkpoint.
+    """Writes the model config and the run record into every checkpoint.
 
-    The model config lets evaluation rebuild the same network; the identity (experiment, model,
-    data) lets ``ckpt_path=last`` resume only a run of the same kind.
+    The model config lets evaluation rebuild the same network; the record (`tconvseg.run_record.RunRecord`:
+    experiment, model, data, the splits trained on) lets ``ckpt_path=last`` resume only a run of the same kind
+    and evaluation say whether it scores items the run trained on.
     """
 
-    def __init__(self, model_cfg: Mapping[str, Any], identity: Mapping[str, Any]) -> None:
+    def __init__(self, model_cfg: Mapping[str, Any], record: RunRecord) -> None:
         self.model_cfg = dict(model_cfg)
-        self.identity = dict(identity)
+        self.record = record
 
     def on_save_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict) -> None:
         checkpoint[CKPT_MODEL_CONFIG] = self.model_cfg
-        checkpoint[CKPT_RUN_IDENTITY] = self.identity
+        checkpoint[CKPT_RUN_IDENTITY] = self.record.to_dict()
