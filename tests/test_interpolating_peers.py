@@ -12,8 +12,8 @@ from tconvseg.builders import build_system
 from tconvseg.checkpoints import CKPT_MODEL_CONFIG, check_targets, load_checkpoint
 from tconvseg.data.info import CAMVID
 from tconvseg.evaluate import evaluate
-from tconvseg.nn import FCN, MatchedConvTranspose2d, efficientnet_lite_encoder, torchvision_encoder
-from tconvseg.peers import InterpolateUp, LRASPPOnEncoder, bilinear_fcn, lraspp
+from tconvseg.nn import FCN, MatchedConvTranspose2d, UNet, efficientnet_lite_encoder, torchvision_encoder
+from tconvseg.peers import InterpolateUp, LRASPPOnEncoder, bilinear_fcn, bilinear_unet, lraspp
 from tconvseg.train import train
 from tests.helpers.configs import CHEAP, compose_cfg
 
@@ -55,7 +55,9 @@ def test_the_bilinear_fcn_needs_bilinear_init_for_its_channel_projections():
 @pytest.mark.parametrize("size", ODD_SIZES)
 def test_both_peers_restore_any_size_on_efficientnet_lite(size):
     torch.manual_seed(0)
-    for model in (bilinear_fcn(_lite0(), 4, decoder_channels=16, refine=1, aux_stages=[-2]), lraspp(_lite0(), 4, aux_stages=[-2])):
+    models = (bilinear_fcn(_lite0(), 4, decoder_channels=16, refine=1, aux_stages=[-2]), lraspp(_lite0(), 4, aux_stages=[-2]),
+              bilinear_unet(_lite0(), 4, decoder_channels=16, aux_stages=[-2]))
+    for model in models:
         model.train()
         main, aux = model.forward_with_aux(torch.randn(2, 3, *size))
         assert main.shape == (2, 4, *size) and [a.shape for a in aux] == [(2, 4, *size)]
@@ -73,7 +75,8 @@ def test_lraspp_fuses_the_stride_8_stage_with_the_coarsest():
         LRASPPOnEncoder(encoder, 6, low_stage=-1)
 
 
-@pytest.mark.parametrize("option", ["peer_bilinear_fcn8s_efficientnet_lite0", "peer_lraspp_efficientnet_lite0", "unet_efficientnet_lite0"])
+@pytest.mark.parametrize("option", ["peer_bilinear_fcn8s_efficientnet_lite0", "peer_lraspp_efficientnet_lite0", "unet_efficientnet_lite0",
+                                    "peer_bilinear_unet_efficientnet_lite0"])
 def test_the_model_options_build_with_the_encoder_options_that_read_it(tmp_path, option):
     cfg = compose_cfg("train", tmp_path, ["data=camvid", f"model={option}", "model.net.encoder.weights=null", "model.encoder_lr_factor=0.1"])
     system = build_system(cfg.model, CAMVID)
@@ -92,3 +95,12 @@ def test_a_trained_interpolating_peer_checkpoint_evaluates(tmp_path, option):
     check_targets(checkpoint[CKPT_MODEL_CONFIG], "peer")
     result, _ = evaluate(compose_cfg("eval", tmp_path, ["data=synthetic", "data.num_workers=0", f"ckpt_path={objects['best_checkpoint']}"]))
     assert result["val/mIoU"] == pytest.approx(metrics["val/mIoU"], abs=1e-6)
+
+
+def test_the_bilinear_unet_is_the_matched_unet_without_transposed_convs():
+    matched = UNet(_lite0(), 4, decoder_channels=16)
+    peer = bilinear_unet(_lite0(), 4, decoder_channels=16, upsample_trainable=False)
+    assert not any(isinstance(m, MatchedConvTranspose2d) for m in peer.modules())
+    assert sum(isinstance(m, InterpolateUp) for m in peer.modules()) == sum(isinstance(m, MatchedConvTranspose2d) for m in matched.modules())
+    with pytest.raises(ValueError, match=r"model.net.upsample_init='default' for the bilinear U-Net peer"):
+        bilinear_unet(_lite0(), 4, upsample_init="default")

@@ -19,7 +19,7 @@ from torch import nn
 from torchvision.models import segmentation
 from torchvision.models.segmentation.lraspp import LRASPPHead
 
-from tconvseg.nn import FCN, AuxHeads, MatchedConvTranspose2d, StagedEncoder
+from tconvseg.nn import FCN, AuxHeads, MatchedConvTranspose2d, StagedEncoder, UNet
 
 #: The torchvision builders a peer may name, and whether each takes ``aux_loss``.
 PEERS: dict[str, bool] = {
@@ -99,6 +99,22 @@ def bilinear_fcn(encoder: StagedEncoder | str, num_classes: int, **options: Any)
         )
     options.pop("upsample_trainable", None)
     return _interpolating(FCN(encoder, num_classes, **options))
+
+
+def bilinear_unet(encoder: StagedEncoder | str, num_classes: int, **options: Any) -> UNet:
+    """`tconvseg.nn.UNet` with every matched transposed convolution replaced by `InterpolateUp`.
+
+    The U-Net of the same options (every stage fused by concatenation, the same refinement convs and widths) that
+    upsamples bilinearly: against the matched U-Net it measures the upsampling alone. ``(N, 3, H, W)`` → logits
+    ``(N, K, H, W)``. ``upsample_init`` must be ``"bilinear"`` and ``upsample_trainable`` is ignored, as for `bilinear_fcn`.
+    """
+    if options.get("upsample_init", "bilinear") != "bilinear":
+        raise ValueError(
+            f"model.net.upsample_init={options['upsample_init']!r} for the bilinear U-Net peer; expected 'bilinear' "
+            "(interpolation keeps channels, so the decoder must project them before each upsampling)"
+        )
+    options.pop("upsample_trainable", None)
+    return _interpolating(UNet(encoder, num_classes, **options))
 
 
 def _interpolating(model: nn.Module) -> nn.Module:
