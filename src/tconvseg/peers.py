@@ -92,13 +92,7 @@ def bilinear_fcn(encoder: StagedEncoder | str, num_classes: int, **options: Any)
             the decoder then projects channels before upsampling, which interpolation needs) and
             ``upsample_trainable`` is ignored (there is nothing to train).
     """
-    if options.get("upsample_init", "bilinear") != "bilinear":
-        raise ValueError(
-            f"model.net.upsample_init={options['upsample_init']!r} for the bilinear FCN peer; expected 'bilinear' "
-            "(interpolation keeps channels, so the decoder must project them before each upsampling)"
-        )
-    options.pop("upsample_trainable", None)
-    return _interpolating(FCN(encoder, num_classes, **options))
+    return _interpolating(FCN(encoder, num_classes, **_bilinear_options(options, "FCN")))
 
 
 def bilinear_unet(encoder: StagedEncoder | str, num_classes: int, **options: Any) -> UNet:
@@ -108,13 +102,17 @@ def bilinear_unet(encoder: StagedEncoder | str, num_classes: int, **options: Any
     upsamples bilinearly: against the matched U-Net it measures the upsampling alone. ``(N, 3, H, W)`` → logits
     ``(N, K, H, W)``. ``upsample_init`` must be ``"bilinear"`` and ``upsample_trainable`` is ignored, as for `bilinear_fcn`.
     """
+    return _interpolating(UNet(encoder, num_classes, **_bilinear_options(options, "U-Net")))
+
+
+def _bilinear_options(options: dict[str, Any], what: str) -> dict[str, Any]:
+    # Interpolation keeps channels: only the bilinear init makes the decoder project them first; nothing is trainable.
     if options.get("upsample_init", "bilinear") != "bilinear":
         raise ValueError(
-            f"model.net.upsample_init={options['upsample_init']!r} for the bilinear U-Net peer; expected 'bilinear' "
+            f"model.net.upsample_init={options['upsample_init']!r} for the bilinear {what} peer; expected 'bilinear' "
             "(interpolation keeps channels, so the decoder must project them before each upsampling)"
         )
-    options.pop("upsample_trainable", None)
-    return _interpolating(UNet(encoder, num_classes, **options))
+    return {k: v for k, v in options.items() if k != "upsample_trainable"}
 
 
 def _interpolating(model: nn.Module) -> nn.Module:
