@@ -4,7 +4,7 @@ decoders and the encoder → decoder → head model.
 Imports only torch and torchvision (a test checks that Lightning, Hydra and torchmetrics stay out).
 """
 
-from tconvseg.nn.batch_norm import recompute_batch_norm
+from tconvseg.nn.batch_norm import FrozenStatisticsBatchNorm2d, freeze_batch_norm_statistics, recompute_batch_norm
 from tconvseg.nn.bilinear import bilinear_kernel_1d, bilinear_kernel_2d, fill_bilinear_
 from tconvseg.nn.blocks import DecoderBlock
 from tconvseg.nn.decoders import AuxHeads, FCNDecoder, SkipDecoder, UNetDecoder
@@ -42,6 +42,7 @@ __all__ = [
     "EncoderDecoder",
     "FCN",
     "FCNDecoder",
+    "FrozenStatisticsBatchNorm2d",
     "InstanceBatchNorm2d",
     "MatchedConvTranspose2d",
     "SkipDecoder",
@@ -60,6 +61,7 @@ __all__ = [
     "efficientnet_lite_encoder",
     "encoder_decoder",
     "fill_bilinear_",
+    "freeze_batch_norm_statistics",
     "min_input_size",
     "output_padding_for",
     "plain_conv_encoder",

@@ -26,6 +26,7 @@ import torch
 from torch import nn
 from torchvision.ops import StochasticDepth
 
+from tconvseg.nn.batch_norm import freeze_batch_norm_statistics
 from tconvseg.nn.encoders.staged import StagedEncoder
 from tconvseg.nn.same_conv import Conv2dSame
 from tconvseg.nn.walk import register_step_rule
@@ -179,7 +180,7 @@ def efficientnet_lite_layers(name: str, padding: str = "same", stochastic_depth:
 
 def efficientnet_lite_encoder(
     name: str, *, weights: str | None = None, padding: str = "same", stochastic_depth: float = 0.2,
-    bn_momentum: float = TF_BN_MOMENTUM, bn_eps: float = TF_BN_EPS, in_channels: int = 3,
+    bn_momentum: float = TF_BN_MOMENTUM, bn_eps: float = TF_BN_EPS, bn_frozen: bool = False, in_channels: int = 3,
 ) -> StagedEncoder:
     """An EfficientNet-Lite `StagedEncoder`: five stages at strides 2-32, inputs normalised with ImageNet's mean / std.
 
@@ -192,6 +193,9 @@ def efficientnet_lite_encoder(
         stochastic_depth: the last block's drop rate (the rate grows linearly with depth; 0: off).
         bn_momentum: the batch norms' momentum (TF's decay 0.99 is PyTorch's 0.01).
         bn_eps: the batch norms' epsilon (TF's 1e-3).
+        bn_frozen: normalise with the running statistics in training too and never update them
+            (`tconvseg.nn.FrozenStatisticsBatchNorm2d`): with ``weights="imagenet"`` they stay ImageNet's;
+            the batch norms' weight and bias still train. ``bn_momentum`` then has no effect.
         in_channels: must be 3 (the stem's weights and its input normalisation are RGB).
     """
     if in_channels != 3:
@@ -204,4 +208,6 @@ def efficientnet_lite_encoder(
         from tconvseg.nn.encoders.efficientnet_lite_weights import load_imagenet_weights
 
         load_imagenet_weights(encoder, layers, name, weights)
+    if bn_frozen:
+        freeze_batch_norm_statistics(encoder)
     return encoder
