@@ -1,5 +1,5 @@
 """Benchmark table (our models, torchvision peers, training runs): python scripts/benchmark.py --help."""
-from tconvseg.benchmark import main
+from tconvseg.tasks.benchmark import main
 
 if __name__ == "__main__":
     main()

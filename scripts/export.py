@@ -1,5 +1,5 @@
 """Export: python scripts/export.py ckpt_path=PATH format=onnx|torchscript [output=FILE] (same as tconvseg-export)."""
-from tconvseg.export import main
+from tconvseg.tasks.export import main
 
 if __name__ == "__main__":
     main()

@@ -71,8 +71,8 @@ def check_training(tmp: Path) -> dict:
     from omegaconf import open_dict
 
     from tconvseg.entry import CONFIG_DIR
-    from tconvseg.evaluate import evaluate
-    from tconvseg.train import train
+    from tconvseg.tasks.evaluate import evaluate
+    from tconvseg.tasks.train import train
 
     def cfg(name: str, overrides: list[str]):
         with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):

@@ -1,5 +1,5 @@
 """Predict: python scripts/predict.py ckpt_path=PATH input=FILE|FOLDER|GLOB [output_dir=DIR] (same as tconvseg-predict)."""
-from tconvseg.predict import main
+from tconvseg.tasks.predict import main
 
 if __name__ == "__main__":
     main()

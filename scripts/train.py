@@ -1,5 +1,5 @@
 """Train: python scripts/train.py [overrides], e.g. model=fcn8s_resnet18 data.batch_size=8 (same as tconvseg-train)."""
-from tconvseg.train import main
+from tconvseg.tasks.train import main
 
 if __name__ == "__main__":
     main()

@@ -7,9 +7,9 @@ import json
 
 import pytest
 
-from tconvseg.benchmark import _cell, main
-from tconvseg.runs import read_run
-from tconvseg.train import train
+from tconvseg.tasks.benchmark import _cell, main
+from tconvseg.tasks.train import train
+from tconvseg.training.runs import read_run
 from tests.helpers.configs import CHEAP, compose_cfg
 
 COLUMNS = ["model / run", "kind", "params M", "GFLOPs 64×96", "train img/s 32×48", "infer img/s 32×48", "first step s", "peak MiB Δ",
@@ -20,7 +20,7 @@ COLUMNS = ["model / run", "kind", "params M", "GFLOPs 64×96", "train img/s 32×
 def budgeted_run(tmp_path_factory):
     """A finished budgeted run of the tiny model (one epoch, validated at its end)."""
     tmp_path = tmp_path_factory.mktemp("run")
-    cfg = compose_cfg("train", tmp_path, ["experiment=camvid_cpu_15min", "data=synthetic", "model=tiny", *CHEAP, "trainer.max_epochs=1",
+    cfg = compose_cfg("train", tmp_path, ["experiment=baseline_cpu_15min", "data=synthetic", "model=tiny", *CHEAP, "trainer.max_epochs=1",
                                           "trainer.val_check_interval=1.0", "validate_best=false"])
     _, objects = train(cfg)
     return objects["trainer"].checkpoint_callback

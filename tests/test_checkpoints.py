@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import os
 import pickle
 import subprocess
@@ -11,17 +12,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from tconvseg.checkpoints import (
-    CKPT_MODEL_CONFIG,
-    AtomicCheckpointIO,
-    UnsafeCheckpointError,
-    atomic_torch_save,
-    check_targets,
-    find_last_checkpoint,
-    load_checkpoint,
-)
-from tconvseg.evaluate import evaluate
-from tconvseg.train import train
+from tconvseg.tasks.evaluate import evaluate
+from tconvseg.tasks.train import train
+from tconvseg.training.atomic import AtomicCheckpointIO, atomic_torch_save
+from tconvseg.training.checkpoints import CKPT_MODEL_CONFIG, UnsafeCheckpointError, check_targets, find_last_checkpoint, load_checkpoint
 from tests.helpers.configs import SYNTH, compose_cfg
 
 
@@ -91,7 +85,7 @@ def test_a_stored_config_naming_a_file_writing_target_is_refused(tmp_path, train
     [
         "os.system",
         "tconvseg.nn.os.system",  # resolves through a module attribute, but is defined in posix
-        "tconvseg.data.download.download_camvid",  # downloads and writes: not a model part
+        "tconvseg.data.fetch.download.download_camvid",  # downloads and writes: not a model part
         "torch.save",
         "torch.nn.init.os.remove",
         "builtins.eval",
@@ -105,7 +99,10 @@ def test_targets_outside_the_allowlist_are_refused(target):
 
 @pytest.mark.parametrize(
     "target",
-    ["tconvseg.system.SegmentationSystem", "tconvseg.nn.FCN", "torch.nn.BatchNorm2d", "torch.optim.AdamW", "tconvseg.schedules.warmup_cosine"],
+    [
+        "tconvseg.training.system.SegmentationSystem", "tconvseg.nn.FCN", "torch.nn.BatchNorm2d", "torch.optim.AdamW",
+        "tconvseg.training.schedules.warmup_cosine",
+    ],
 )
 def test_the_project_model_parts_are_allowed(target):
     check_targets({"a": [{"_target_": target}]}, "x.ckpt")
@@ -179,7 +176,7 @@ def test_last_skips_a_truncated_newer_checkpoint(tmp_path):
 _WRITER = """
 import sys, torch
 from pathlib import Path
-from tconvseg.checkpoints import atomic_torch_save
+from tconvseg.training.atomic import atomic_torch_save
 path, i = Path(sys.argv[1]), 0
 while True:
     w = torch.randn(2_000_000)
@@ -228,3 +225,27 @@ def test_a_user_can_trust_their_own_package_by_name():
     check_targets(config, "x.ckpt", trusted=["mypkg"])
     with pytest.raises(UnsafeCheckpointError):
         check_targets({"net": {"_target_": "mypkgevil.x"}}, "x.ckpt", trusted=["mypkg"])
+
+
+def test_a_checkpoint_that_names_the_modules_before_the_move_loads_with_todays_paths(tmp_path):
+    """Checkpoints written before the package was grouped by job (2026-12-07) name tconvseg.system and
+    tconvseg.schedules; loading reads them as today's paths, and they pass the allowlist."""
+    from tconvseg.training.checkpoints import CKPT_MODEL_CONFIG, MOVED_MODULES, load_checkpoint, upgrade_moved_targets
+
+    old = {
+        "_target_": "tconvseg.system.SegmentationSystem",
+        "scheduler": {"_target_": "tconvseg.schedules.warmup_cosine", "_partial_": True},
+        "net": {"_target_": "tconvseg.nn.FCN", "layers": [{"_target_": "tconvseg.tta.TestTimeAugmentation"}]},
+        "note": "tconvseg.system.SegmentationSystem",  # only _target_ values are rewritten
+    }
+    path = tmp_path / "old.ckpt"
+    torch.save({"state_dict": {}, CKPT_MODEL_CONFIG: old}, path)
+    stored = load_checkpoint(path)[CKPT_MODEL_CONFIG]
+    assert stored["_target_"] == "tconvseg.training.system.SegmentationSystem"
+    assert stored["scheduler"] == {"_target_": "tconvseg.training.schedules.warmup_cosine", "_partial_": True}
+    assert stored["net"]["layers"][0]["_target_"] == "tconvseg.inference.tta.TestTimeAugmentation"
+    assert stored["note"] == "tconvseg.system.SegmentationSystem" and stored["net"]["_target_"] == "tconvseg.nn.FCN"
+    check_targets({k: v for k, v in stored.items() if k != "net"}, str(path))
+    assert upgrade_moved_targets(stored) == stored  # today's paths stay as they are
+    for new in MOVED_MODULES.values():
+        importlib.import_module(new)

@@ -16,12 +16,12 @@ import torch
 from hydra import compose, initialize_config_dir
 from lightning.fabric.plugins.environments import SLURMEnvironment
 
-import tconvseg.cluster
-from tconvseg.builders import build_trainer
-from tconvseg.checkpoints import CKPT_RUN_IDENTITY, load_checkpoint
-from tconvseg.cluster import requeued_checkpoint, run_name
-from tconvseg.run_record import RunRecord
-from tconvseg.train import SIGTERM_EXIT_CODE
+import tconvseg.training.cluster
+from tconvseg.tasks.train import SIGTERM_EXIT_CODE
+from tconvseg.training.builders import build_trainer
+from tconvseg.training.checkpoints import CKPT_RUN_IDENTITY, load_checkpoint
+from tconvseg.training.cluster import requeued_checkpoint, run_name
+from tconvseg.training.run_record import RunRecord
 from tests.helpers.configs import CHEAP, CONFIG_DIR, compose_cfg
 from tests.helpers.scripts import ROOT
 
@@ -75,7 +75,7 @@ def _run_dirs(count: int) -> list[str]:
 
 
 def test_runs_started_in_the_same_second_get_their_own_folders(no_cluster):
-    no_cluster.setattr(tconvseg.cluster, "datetime", _FrozenClock)
+    no_cluster.setattr(tconvseg.training.cluster, "datetime", _FrozenClock)
     dirs = _run_dirs(3)
     assert len(set(dirs)) == 3
     assert all(Path(d).name.startswith("2026-11-25_12-00-00_") for d in dirs)

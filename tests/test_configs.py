@@ -8,13 +8,15 @@ import pytest
 from hydra.errors import MissingConfigException
 from hydra.utils import instantiate
 
-from tconvseg.builders import ConfigError, build_datamodule, build_group, build_system, class_weights_for
+from tconvseg.training.builders import ConfigError, build_datamodule, build_group, build_system, class_weights_for
 from tests.helpers.configs import CONFIG_DIR, compose_cfg
 from tests.helpers.fakes import make_camvid_tree, make_folder_tree, make_pets_tree, make_voc_tree
 
 
 def options(group: str) -> list[str]:
-    return sorted(p.stem for p in (Path(CONFIG_DIR) / group).glob("*.yaml"))
+    """The group's options; old experiment names (aliases, tests/test_experiment_names.py) left out."""
+    paths = (Path(CONFIG_DIR) / group).glob("*.yaml")
+    return sorted(p.stem for p in paths if "\nexperiment_renamed:" not in p.read_text())
 
 
 @pytest.fixture
@@ -107,7 +109,7 @@ def test_every_experiment_builds_every_callback_it_configures(option, tmp_path):
 
 def test_a_setting_for_a_callback_not_in_the_group_is_refused_with_its_key(tmp_path):
     # The GPU recipe once set callbacks.ema.decay without ema in its callbacks list: EMA was silently off.
-    cfg = compose_cfg("train", tmp_path, ["experiment=camvid_cpu_15min", "+callbacks.ema.decay=0.999"])
+    cfg = compose_cfg("train", tmp_path, ["experiment=baseline_cpu_15min", "+callbacks.ema.decay=0.999"])
     with pytest.raises(ConfigError, match=r"callbacks\.ema = \{'decay': 0\.999\} has no _target_.*callbacks=\[default,ema\]"):
         build_group(cfg.callbacks)
     cfg = compose_cfg("train", tmp_path, ["+logger.wandb.project=x"])
@@ -167,21 +169,21 @@ def test_overrides_reach_the_objects(tmp_path, synthetic_dm):
 def test_the_30_minute_recipe_is_the_recipe_under_another_budget(tmp_path):
     from omegaconf import OmegaConf
 
-    named = OmegaConf.to_container(compose_cfg("train", tmp_path, ["experiment=camvid_cpu"]), resolve=True)
-    composed = OmegaConf.to_container(compose_cfg("train", tmp_path, ["experiment=camvid_cpu_60min", "budget=30min"]), resolve=True)
+    named = OmegaConf.to_container(compose_cfg("train", tmp_path, ["experiment=recipe_cpu_30min"]), resolve=True)
+    composed = OmegaConf.to_container(compose_cfg("train", tmp_path, ["experiment=recipe_cpu_60min", "budget=30min"]), resolve=True)
     assert named == composed
     assert named["callbacks"]["time_budget"]["budget"] == "00:00:30:00" and named["trainer"]["max_time"] == "00:00:33:00"
 
 
 def test_the_recipe_is_v2_with_the_pretrained_encoder(tmp_path):
-    """camvid_cpu_60min is camvid_cpu_60min_v2 (the from-scratch recipe of 2026-12-03 to 2026-12-07) with FCN-8s on
+    """recipe_cpu_60min is recipe_v2_cpu_60min (the from-scratch recipe of 2026-12-03 to 2026-12-07) with FCN-8s on
     EfficientNet-Lite0 and its ImageNet weights; everything else (data, schedule, budget, callbacks) is v2's."""
     from omegaconf import OmegaConf
 
     def composed(experiment: str) -> dict:
         return OmegaConf.to_container(compose_cfg("train", tmp_path, [f"experiment={experiment}"]), resolve=True)
 
-    recipe, v2 = composed("camvid_cpu_60min"), composed("camvid_cpu_60min_v2")
+    recipe, v2 = composed("recipe_cpu_60min"), composed("recipe_v2_cpu_60min")
     encoder = recipe["model"]["net"]["encoder"]
     assert encoder["_target_"] == "tconvseg.nn.efficientnet_lite_encoder" and encoder["weights"] == "imagenet" and encoder["padding"] == "same"
     assert v2["model"]["net"]["encoder"]["name"] == "mobilenet_v3_large" and v2["model"]["net"]["encoder"]["weights"] is None
@@ -192,14 +194,14 @@ def test_the_recipe_is_v2_with_the_pretrained_encoder(tmp_path):
 
 
 def test_v2_is_v1_with_softer_class_weights_on_train_plus_val_and_the_end_of_schedule_checkpoint(tmp_path):
-    """camvid_cpu_60min_v2 differs from camvid_cpu_60min_v1 (the recipe until 2026-12-03) in its class weighting, what
+    """recipe_v2_cpu_60min differs from recipe_v1_cpu_60min (the recipe until 2026-12-03) in its class weighting, what
     it trains on and what it keeps; the protocol experiments stay on v1, whose figures they reproduce."""
     from omegaconf import OmegaConf
 
     def composed(experiment: str) -> dict:
         return OmegaConf.to_container(compose_cfg("train", tmp_path, [f"experiment={experiment}"]), resolve=True)
 
-    new, old = composed("camvid_cpu_60min_v2"), composed("camvid_cpu_60min_v1")
+    new, old = composed("recipe_v2_cpu_60min"), composed("recipe_v1_cpu_60min")
     assert new["data"]["splits"]["train"] == ["train", "val"] and old["data"]["splits"]["train"] == "train"
     assert new["callbacks"]["model_checkpoint"] is None and old["callbacks"]["model_checkpoint"]["monitor"] == "val/mIoU"
     assert new["validate_best"] is False and new["optimized_metric"] is None and new["callbacks"]["time_budget"]["val_passes_after_stop"] == 1
@@ -208,9 +210,9 @@ def test_v2_is_v1_with_softer_class_weights_on_train_plus_val_and_the_end_of_sch
     assert {**new["model"], "class_weighting": None} == {**old["model"], "class_weighting": None}
     assert new["data"]["train_transforms"] == old["data"]["train_transforms"]
     assert new["trainer"] == old["trainer"] and new["callbacks"]["time_budget"]["budget"] == "00:01:00:00"
-    for protocol in ("drive_holdout_15min", "drive_holdout_steps"):
+    for protocol in ("protocol_select_15min", "protocol_select_steps"):
         assert composed(protocol)["data"]["splits"]["train"] == "train"
-    assert len([c for c in build_group(compose_cfg("train", tmp_path, ["experiment=camvid_cpu_60min"]).callbacks)
+    assert len([c for c in build_group(compose_cfg("train", tmp_path, ["experiment=recipe_cpu_60min"]).callbacks)
                 if type(c).__name__ == "ModelCheckpoint"]) == 1  # last_checkpoint only
 
 

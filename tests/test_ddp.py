@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from tconvseg.checkpoints import load_checkpoint
-from tconvseg.evaluate import evaluate
-from tconvseg.metrics import SegmentationMetrics
+from tconvseg.tasks.evaluate import evaluate
+from tconvseg.training.checkpoints import load_checkpoint
+from tconvseg.training.metrics import SegmentationMetrics
 from tests.helpers.configs import QUIET, compose_cfg
 from tests.helpers.scripts import run_script
 

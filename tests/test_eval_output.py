@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from tconvseg.evaluate import evaluate
-from tconvseg.train import train
+from tconvseg.tasks.evaluate import evaluate
+from tconvseg.tasks.train import train
 from tests.helpers.configs import CHEAP, compose_cfg
 
 

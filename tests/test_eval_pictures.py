@@ -11,8 +11,8 @@ import pytest
 import torch
 from PIL import Image
 
-from tconvseg.evaluate import evaluate
-from tconvseg.tta import tta_logits
+from tconvseg.inference.tta import tta_logits
+from tconvseg.tasks.evaluate import evaluate
 from tests.helpers.configs import compose_cfg
 from tests.helpers.inference import train_tiny
 

@@ -11,7 +11,7 @@ import onnxruntime
 import pytest
 import torch
 
-from tconvseg.export import ParityError, export
+from tconvseg.tasks.export import ParityError, export
 from tests.helpers.configs import compose_cfg
 from tests.helpers.inference import train_tiny
 from tests.helpers.scripts import run_script
@@ -80,8 +80,8 @@ def test_export_script(ckpt, tmp_path):
 @pytest.mark.parametrize("padding", ["same", "symmetric"])
 def test_efficientnet_lite_exports_with_dynamic_sizes_under_both_paddings(tmp_path, padding):
     """TF "same" padding depends on each input's size: the exported graph must keep that, not the example's."""
-    from tconvseg.export import export_onnx, export_torchscript, parity
     from tconvseg.nn import FCN, efficientnet_lite_encoder
+    from tconvseg.tasks.export import export_onnx, export_torchscript, parity
 
     net = FCN(efficientnet_lite_encoder("efficientnet_lite0", padding=padding, stochastic_depth=0.0), 11, topology="8s").eval()
     example = torch.randn(2, 3, 96, 128)  # even: "same" pads (0, 1) here and (1, 1) at the odd sizes below

@@ -6,12 +6,12 @@ import logging
 import pytest
 import torch
 
-from tconvseg.checkpoints import CKPT_RUN_IDENTITY
 from tconvseg.data import CamVidDataset
-from tconvseg.evaluate import evaluate, holdout_from_checkpoint
-from tconvseg.run_record import RunRecord
-from tconvseg.train import train
-from tconvseg.trained_items import ASSUMED_TRAIN, trained_items
+from tconvseg.inference.trained_items import ASSUMED_TRAIN, trained_items
+from tconvseg.tasks.evaluate import evaluate, holdout_from_checkpoint
+from tconvseg.tasks.train import train
+from tconvseg.training.checkpoints import CKPT_RUN_IDENTITY
+from tconvseg.training.run_record import RunRecord
 from tests.helpers.configs import CHEAP, compose_cfg
 from tests.helpers.fakes import make_camvid_tree
 
@@ -24,7 +24,7 @@ ONE_EPOCH = ["data=camvid", "model=tiny", *CHEAP, "trainer.max_epochs=1", "data.
 def trained(tmp_path, caplog):
     make_camvid_tree(tmp_path / "data" / "CamVid", n_train=6, n_val=2, n_test=0, size=(24, 32), groups=("0001TP", "0006R0", "0016E5"))
     cfg = compose_cfg("train", tmp_path, [*ONE_EPOCH, *HOLDOUT])
-    caplog.set_level(logging.INFO, logger="tconvseg.train")
+    caplog.set_level(logging.INFO, logger="tconvseg.tasks.train")
     _, objects = train(cfg)
     objects["last"] = objects["cfg"].paths.output_dir + "/checkpoints/last.ckpt"  # under a holdout no best checkpoint is written
     return tmp_path, objects, caplog
@@ -76,7 +76,7 @@ def test_split_holdout_without_a_holdout_is_explained(tmp_path):
     eval_cfg = compose_cfg("eval", tmp_path, ["data=camvid", "split=holdout", f"ckpt_path={objects['best_checkpoint']}"])
     with pytest.raises(ValueError, match="split=holdout but .* trained without data.holdout") as err:
         evaluate(eval_cfg)
-    assert "split=test" in str(err.value) and "experiment=drive_holdout_steps" in str(err.value)
+    assert "split=test" in str(err.value) and "experiment=protocol_select_steps" in str(err.value)
     assert "data.holdout=sequence" not in str(err.value)  # holding out at eval time what it trained on is no held-out score
 
 
@@ -130,7 +130,7 @@ def test_trained_on_split_is_computed_from_the_run_record(trained, caplog):
 def test_a_holdout_set_at_eval_time_on_a_run_that_trained_on_it_is_called_trained_on(tmp_path, caplog):
     make_camvid_tree(tmp_path / "data" / "CamVid", n_train=6, n_val=2, n_test=0, size=(24, 32), groups=("0001TP", "0006R0", "0016E5"))
     _, objects = train(compose_cfg("train", tmp_path, ONE_EPOCH))  # trained on all of train, no holdout
-    caplog.set_level(logging.WARNING, logger="tconvseg.evaluate")
+    caplog.set_level(logging.WARNING, logger="tconvseg.tasks.evaluate")
     report = _eval_report(tmp_path, objects["best_checkpoint"], "holdout", *HOLDOUT)  # held-out items: two of train, one of val
     assert (report["trained_on_split"], report["trained_on_items"], report["scored_items"]) == (True, 2, 3)
     assert "trained on 2 of the 3 scored items" in caplog.text

@@ -8,13 +8,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from tconvseg.builders import build_system
-from tconvseg.checkpoints import CKPT_MODEL_CONFIG, check_targets, load_checkpoint
-from tconvseg.data.info import CAMVID
-from tconvseg.evaluate import evaluate
+from tconvseg.data.datasets.info import CAMVID
 from tconvseg.nn import FCN, MatchedConvTranspose2d, UNet, efficientnet_lite_encoder, torchvision_encoder
 from tconvseg.peers import InterpolateUp, LRASPPOnEncoder, bilinear_fcn, bilinear_unet, lraspp
-from tconvseg.train import train
+from tconvseg.tasks.evaluate import evaluate
+from tconvseg.tasks.train import train
+from tconvseg.training.builders import build_system
+from tconvseg.training.checkpoints import CKPT_MODEL_CONFIG, check_targets, load_checkpoint
 from tests.helpers.configs import CHEAP, compose_cfg
 
 ODD_SIZES = [(1, 1), (33, 35), (97, 131)]

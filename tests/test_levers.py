@@ -9,13 +9,13 @@ import lightning as L
 import pytest
 import torch
 
-from tconvseg.builders import build_datamodule, build_system, build_trainer, class_weights_for
 from tconvseg.callbacks import TrainTransformPhase
-from tconvseg.checkpoints import load_checkpoint, resume_checkpoint_path
-from tconvseg.evaluate import evaluate
-from tconvseg.export import export
 from tconvseg.nn import InstanceBatchNorm2d
-from tconvseg.train import train
+from tconvseg.tasks.evaluate import evaluate
+from tconvseg.tasks.export import export
+from tconvseg.tasks.train import train
+from tconvseg.training.builders import build_datamodule, build_system, build_trainer, class_weights_for
+from tconvseg.training.checkpoints import load_checkpoint, resume_checkpoint_path
 from tests.helpers.configs import SYNTH, compose_cfg
 
 EMA = ["callbacks=[default,ema]", "callbacks.rich_progress_bar=null", "callbacks.ema.decay=0.9"]

@@ -10,7 +10,7 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from tconvseg.metrics import SegmentationMetrics
+from tconvseg.training.metrics import SegmentationMetrics
 
 
 def test_hand_computed_values_and_ignore_index():

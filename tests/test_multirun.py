@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tconvseg.checkpoints import load_checkpoint
+from tconvseg.training.checkpoints import load_checkpoint
 from tests.helpers.scripts import run_script
 
 #: One epoch of 2 training batches and 1 validation batch: real checkpoints, real objective.
@@ -78,7 +78,7 @@ def test_a_sweep_on_the_confirmation_drive_is_refused_before_its_first_trial(tmp
     from tests.helpers.fakes import make_camvid_tree
 
     make_camvid_tree(tmp_path / "data" / "CamVid", n_train=6, n_val=2, n_test=0, size=(24, 32), groups=("0001TP", "0006R0", "0016E5"))
-    args = ["experiment=drive_confirm_steps", "hparams_search=drive_holdout_optuna", "hydra.sweeper.n_trials=1", "model=tiny"]
+    args = ["experiment=protocol_confirm_steps", "hparams_search=drive_holdout_optuna", "hydra.sweeper.n_trials=1", "model=tiny"]
     result = run_script("train.py", args, tmp_path, timeout=400, check=False)
     assert result.returncode != 0
     assert "a sweep optimising optimized_metric=val/mIoU with data.holdout holding out ['0016E5']" in result.stdout + result.stderr

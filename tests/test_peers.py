@@ -6,10 +6,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from tconvseg.checkpoints import CKPT_MODEL_CONFIG, check_targets, load_checkpoint
-from tconvseg.evaluate import evaluate
 from tconvseg.peers import PEERS, torchvision_peer
-from tconvseg.train import train
+from tconvseg.tasks.evaluate import evaluate
+from tconvseg.tasks.train import train
+from tconvseg.training.checkpoints import CKPT_MODEL_CONFIG, check_targets, load_checkpoint
 from tests.helpers.configs import CHEAP, compose_cfg
 
 

@@ -9,10 +9,10 @@ import pytest
 import torch
 from PIL import Image
 
-from tconvseg.checkpoints import CKPT_RUN_IDENTITY, load_checkpoint
 from tconvseg.data.errors import DatasetError, DatasetNotFoundError
-from tconvseg.predict import predict
-from tconvseg.tta import multiscale_probabilities
+from tconvseg.inference.tta import multiscale_probabilities
+from tconvseg.tasks.predict import predict
+from tconvseg.training.checkpoints import CKPT_RUN_IDENTITY, load_checkpoint
 from tests.helpers.configs import compose_cfg
 from tests.helpers.inference import network_input, train_tiny, write_image
 from tests.helpers.scripts import run_script

@@ -4,8 +4,8 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from tconvseg.builders import ConfigError, build_system, check_input_normalization
-from tconvseg.data.info import CAMVID
+from tconvseg.data.datasets.info import CAMVID
+from tconvseg.training.builders import ConfigError, build_system, check_input_normalization
 from tests.helpers.configs import compose_cfg
 from tests.nn.test_efficientnet_lite import needs_weights
 
@@ -45,8 +45,8 @@ def test_the_encoder_learns_at_its_own_rate(tmp_path):
 
 @needs_weights
 def test_a_pretrained_run_trains_restores_and_scores(tmp_path):
-    from tconvseg.evaluate import evaluate
-    from tconvseg.train import train
+    from tconvseg.tasks.evaluate import evaluate
+    from tconvseg.tasks.train import train
     from tests.helpers.configs import CHEAP
     from tests.helpers.fakes import make_camvid_tree
 

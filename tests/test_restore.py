@@ -6,9 +6,9 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from tconvseg.checkpoints import CKPT_MODEL_CONFIG, UnsafeCheckpointError, load_checkpoint
-from tconvseg.data.info import synthetic_info
-from tconvseg.restore import rebuild_system, resolve_checkpoint, set_up_inference
+from tconvseg.data.datasets.info import synthetic_info
+from tconvseg.inference.restore import rebuild_system, resolve_checkpoint, set_up_inference
+from tconvseg.training.checkpoints import CKPT_MODEL_CONFIG, UnsafeCheckpointError, load_checkpoint
 from tests.helpers.inference import train_tiny
 
 

@@ -11,12 +11,13 @@ from pathlib import Path
 import pytest
 from hydra import compose, initialize_config_dir
 
-from tconvseg.benchmark import build_parser, option_row
+from tconvseg.tasks.benchmark import build_parser, option_row
 from tests.helpers.configs import CONFIG_DIR
 from tests.helpers.scripts import ROOT
 from tests.test_docs import PAGES, all_blocks, logical_lines
 
 RESULTS = ROOT / "docs" / "results.md"
+PROTOCOL = RESULTS.with_name("protocol.md")  # the amendments: their commands compose too
 SCRIPT = re.compile(r"^(?:python3? )?(?:\S*/)?scripts/(?P<script>\w+)\.py(?=\s|$)")
 FENCED = re.compile(r"^\s*```.*?^\s*```", re.S | re.M)
 #: What a reader puts in the place of ``<same>`` in a ``--loop`` list: the first set of overrides.
@@ -79,13 +80,13 @@ def check_command(text: str) -> None:
 
 
 def test_the_results_page_and_benchmark_commands_are_found():
-    found = inline_commands()
-    assert len(found) >= 20 and any("--loop" in c for c in found) and any("scripts/train.py" in c for c in found)
+    found = inline_commands() + inline_commands(PROTOCOL)
+    assert len(inline_commands()) >= 20 and len(inline_commands(PROTOCOL)) >= 20 and any("--loop" in c for c in found) and any("scripts/train.py" in c for c in found)
     assert any("--models" in c for c in benchmark_block_commands())
     assert words_of('--loop "a=1" "<same> b=2" x=<s|t> [lever] [c=3] <lever> ...') == ["--loop", "a=1", f"{FIRST} b=2", "x=s", "c=3"]
 
 
-@pytest.mark.parametrize("text", sorted(set(inline_commands() + benchmark_block_commands())))
+@pytest.mark.parametrize("text", sorted(set(inline_commands() + inline_commands(PROTOCOL) + benchmark_block_commands())))
 def test_every_results_page_command_composes(text):
     check_command(text)
 
@@ -94,7 +95,7 @@ def test_a_command_that_no_longer_composes_fails(tmp_path):
     with pytest.raises(Exception, match="experiment"):
         check_command("python scripts/train.py experiment=no_such_recipe")
     with pytest.raises(Exception, match="no_such_recipe"):
-        check_command('python scripts/benchmark.py --steps 60 --loop "experiment=drive_holdout_steps" "<same> model=no_such_recipe"')
+        check_command('python scripts/benchmark.py --steps 60 --loop "experiment=protocol_select_steps" "<same> model=no_such_recipe"')
     with pytest.raises(AssertionError, match="no scripts/gone.py"):
         check_command("python scripts/gone.py")
 

@@ -16,10 +16,10 @@ import lightning as L
 import pytest
 import torch
 
-from tconvseg.builders import ConfigError
 from tconvseg.callbacks import NonFiniteError, StopOnNonFinite
-from tconvseg.checkpoints import load_checkpoint, resume_checkpoint_path
-from tconvseg.train import SIGTERM_EXIT_CODE, train
+from tconvseg.tasks.train import SIGTERM_EXIT_CODE, train
+from tconvseg.training.builders import ConfigError
+from tconvseg.training.checkpoints import load_checkpoint, resume_checkpoint_path
 from tests.helpers.configs import CHEAP, SYNTH, compose_cfg
 from tests.helpers.scripts import ROOT
 
@@ -139,7 +139,7 @@ def test_last_ckpt_follows_every_epoch_after_the_best_stops_improving(tmp_path):
 
 def test_resuming_a_finished_run_says_so(tmp_path, caplog):
     train(compose_cfg("train", tmp_path, [*SYNTH, "trainer.max_epochs=1", "validate_best=false"]))
-    with caplog.at_level(logging.INFO, logger="tconvseg.train"):
+    with caplog.at_level(logging.INFO, logger="tconvseg.tasks.train"):
         metrics, objects = train(compose_cfg("train", tmp_path, [*SYNTH, "trainer.max_epochs=1", "ckpt_path=last"], run="again"))
     assert objects["finished_before"] and "is finished (1 of max_epochs=1 epochs done)" in caplog.text
     assert 0 <= metrics["best/checkpoint_score"] <= 1

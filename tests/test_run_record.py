@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from tconvseg.checkpoints import CKPT_RUN_IDENTITY, find_last_checkpoint
-from tconvseg.run_record import FORMAT_VERSION, RunRecord, build_run_record, describe
-from tconvseg.train import train
+from tconvseg.tasks.train import train
+from tconvseg.training.checkpoints import CKPT_RUN_IDENTITY, find_last_checkpoint
+from tconvseg.training.run_record import FORMAT_VERSION, RunRecord, build_run_record, describe
 from tests.helpers.configs import CHEAP, compose_cfg
 
 #: A record as checkpoints stored it before it had a format version (a plain dict, 2026-12-06).
@@ -30,7 +30,8 @@ def test_differences_name_the_fields_and_experiment_counts_only_when_both_know_i
     assert record.differences(other) == ["experiment", "data"]
     assert record.differences(RunRecord.from_dict({**OLD, "experiment": None})) == []
     assert record.differences(None) == []  # a checkpoint without a record matches any run
-    assert "experiment=camvid_cpu, model=tconvseg.nn.FCN (encoder=resnet18, topology=8s)" in record.describe()
+    # An old name reads as its new one (EXPERIMENT_RENAMES): records compare across the 2026-12-07 rename.
+    assert "experiment=recipe_cpu_30min, model=tconvseg.nn.FCN (encoder=resnet18, topology=8s)" in record.describe()
     assert describe(None) == "unknown (no run identity stored)"
 
 

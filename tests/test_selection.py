@@ -3,9 +3,9 @@
 import pytest
 from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 
-from tconvseg.builders import ConfigError
-from tconvseg.data.info import CAMVID, DatasetInfo
-from tconvseg.selection import check_selection, without_held_out_selection
+from tconvseg.data.datasets.info import CAMVID, DatasetInfo
+from tconvseg.training.builders import ConfigError
+from tconvseg.training.selection import check_selection, without_held_out_selection
 from tests.helpers.configs import compose_cfg
 
 
@@ -63,12 +63,12 @@ def test_best_by_val_checkpoints_are_left_out_and_early_stops_refused_under_a_ho
 
 
 def test_the_protocol_configs_say_what_is_selected_on_and_what_confirms(tmp_path):
-    selection = compose_cfg("train", tmp_path, ["experiment=drive_holdout_steps", "hparams_search=drive_holdout_optuna"])
+    selection = compose_cfg("train", tmp_path, ["experiment=protocol_select_steps", "hparams_search=drive_holdout_optuna"])
     assert selection.optimized_metric == "val/mIoU" and list(selection.data.holdout_groups) == ["0006R0"]
     check_selection(list(selection.data.holdout_groups), CAMVID, selection.optimized_metric, True, selection.select_on_holdout)
-    confirm = compose_cfg("train", tmp_path, ["experiment=drive_confirm_steps"])
+    confirm = compose_cfg("train", tmp_path, ["experiment=protocol_confirm_steps"])
     assert confirm.optimized_metric is None and list(confirm.data.holdout_groups) == ["0016E5"]
     assert list(confirm.data.holdout_pool) == ["train", "val"] and confirm.trainer.max_epochs == 46
-    swept = compose_cfg("train", tmp_path, ["experiment=drive_confirm_steps", "hparams_search=drive_holdout_optuna"])
+    swept = compose_cfg("train", tmp_path, ["experiment=protocol_confirm_steps", "hparams_search=drive_holdout_optuna"])
     with pytest.raises(ConfigError, match="only the selection group"):
         check_selection(list(swept.data.holdout_groups), CAMVID, swept.optimized_metric, True, swept.select_on_holdout)

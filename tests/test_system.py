@@ -6,10 +6,10 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from tconvseg.builders import ConfigError, build_datamodule, build_system, class_weights_for
 from tconvseg.entry import ObjectiveError, objective
 from tconvseg.losses import CrossEntropy, OhemCrossEntropy
-from tconvseg.system import SegmentationSystem
+from tconvseg.training.builders import ConfigError, build_datamodule, build_system, class_weights_for
+from tconvseg.training.system import SegmentationSystem
 from tests.helpers.configs import compose_cfg
 
 

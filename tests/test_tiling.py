@@ -8,8 +8,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import nn
 
-from tconvseg.tiling import TiledInference, auto_tile, axis_weights, check_tiling, tile_spans, tiling_options
-from tconvseg.tta import TestTimeAugmentation
+from tconvseg.inference.tiling import TiledInference, auto_tile, axis_weights, check_tiling, tile_spans, tiling_options
+from tconvseg.inference.tta import TestTimeAugmentation
 
 
 def small_field_net() -> nn.Module:

@@ -8,10 +8,10 @@ import pytest
 import torch
 from PIL import Image
 
-from tconvseg.checkpoints import CKPT_RUN_IDENTITY
 from tconvseg.data import CamVidDataset, SegmentationDataModule
-from tconvseg.evaluate import evaluate
-from tconvseg.train import train
+from tconvseg.tasks.evaluate import evaluate
+from tconvseg.tasks.train import train
+from tconvseg.training.checkpoints import CKPT_RUN_IDENTITY
 from tests.helpers.configs import CHEAP, compose_cfg
 from tests.helpers.fakes import make_camvid_tree
 

@@ -8,8 +8,8 @@ import math
 import pytest
 import torch
 
-from tconvseg.evaluate import evaluate
-from tconvseg.train import train
+from tconvseg.tasks.evaluate import evaluate
+from tconvseg.tasks.train import train
 from tests.helpers.configs import CHEAP, SYNTH, compose_cfg
 from tests.helpers.fakes import make_camvid_tree
 

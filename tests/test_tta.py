@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from tconvseg.tta import TestTimeAugmentation, check_tta, check_tta_scales, flip_probabilities, multiscale_probabilities, tta_logits
+from tconvseg.inference.tta import TestTimeAugmentation, check_tta, check_tta_scales, flip_probabilities, multiscale_probabilities, tta_logits
 
 
 def _asymmetric_net() -> nn.Module:
@@ -97,8 +97,8 @@ def test_the_wrapper_is_tta_logits_built_once_and_records_what_it_did():
 
 
 def test_a_system_built_with_a_tta_uses_it_in_test_and_predict_steps(tmp_path):
-    from tconvseg.builders import build_system
-    from tconvseg.data.info import synthetic_info
+    from tconvseg.data.datasets.info import synthetic_info
+    from tconvseg.training.builders import build_system
     from tests.helpers.configs import compose_cfg
 
     model_cfg = compose_cfg("train", tmp_path, ["data=synthetic", "model=tiny", "model.class_weighting=null"]).model

@@ -1,4 +1,4 @@
-"""tconvseg.visualize on its own: class colours, palette PNGs, overlays, the inverse normalisation, grids, CSV."""
+"""tconvseg.inference.visualize on its own: class colours, palette PNGs, overlays, the inverse normalisation, grids, CSV."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ import pytest
 import torch
 from PIL import Image
 
-from tconvseg.data.info import CAMVID
-from tconvseg.data.transforms import IMAGENET_MEAN, IMAGENET_STD
-from tconvseg.visualize import colorize, denormalize, grid, overlay, palette_png, sample_rows, write_confusion_csv
+from tconvseg.data.augment.transforms import IMAGENET_MEAN, IMAGENET_STD
+from tconvseg.data.datasets.info import CAMVID
+from tconvseg.inference.visualize import colorize, denormalize, grid, overlay, palette_png, sample_rows, write_confusion_csv
 
 LABELS = np.array([[0, 3, 11], [10, 2, 200]])  # sky, road, void, bicyclist, pole, an unknown value
 

@@ -22,7 +22,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
-from tconvseg.cluster import register_resolvers
+from tconvseg.training.cluster import register_resolvers
 
 
 def find_config_dir(package_dir: Path) -> Path:

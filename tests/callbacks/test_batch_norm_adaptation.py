@@ -14,9 +14,9 @@ from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from tconvseg.callbacks import BatchNormAdaptation, check_adapt_bn
-from tconvseg.checkpoints import load_checkpoint
-from tconvseg.evaluate import evaluate
-from tconvseg.predict import predict
+from tconvseg.tasks.evaluate import evaluate
+from tconvseg.tasks.predict import predict
+from tconvseg.training.checkpoints import load_checkpoint
 from tests.helpers.configs import compose_cfg
 from tests.helpers.inference import train_tiny, write_image
 

@@ -8,9 +8,9 @@ import pytest
 import torch
 
 from tconvseg.callbacks import EMAWeights
-from tconvseg.checkpoints import load_checkpoint
 from tconvseg.nn import recompute_batch_norm
-from tconvseg.train import train
+from tconvseg.tasks.train import train
+from tconvseg.training.checkpoints import load_checkpoint
 from tests.helpers.configs import SYNTH, compose_cfg
 
 

@@ -12,15 +12,15 @@ import lightning as L
 import pytest
 from hydra.utils import instantiate
 
-from tconvseg.builders import build_datamodule, build_group, build_system, build_trainer, class_weights_for
 from tconvseg.callbacks import STATE_KEY, EMAWeights, TimeBudget, finished_budget, process_started_at
 from tconvseg.callbacks.time_budget import as_seconds, cosine_factor, process_age
-from tconvseg.checkpoints import load_checkpoint, resume_checkpoint_path
-from tconvseg.train import train
+from tconvseg.tasks.train import train
+from tconvseg.training.builders import build_datamodule, build_group, build_system, build_trainer, class_weights_for
+from tconvseg.training.checkpoints import load_checkpoint, resume_checkpoint_path
 from tests.helpers.configs import CHEAP, compose_cfg
 
 #: The real budgeted experiment, on synthetic data with the tiny model (8 steps an epoch).
-BUDGETED = ["experiment=camvid_cpu_15min", "data=synthetic", "model=tiny", *CHEAP]
+BUDGETED = ["experiment=baseline_cpu_15min", "data=synthetic", "model=tiny", *CHEAP]
 
 
 class FakeClock:
@@ -152,16 +152,16 @@ def test_resuming_a_run_whose_budget_is_used_says_so(tmp_path, caplog):
 
 
 def test_a_config_scheduler_is_refused_with_the_override(tmp_path):
-    scheduler = "model.scheduler={_target_:tconvseg.schedules.warmup_cosine,_partial_:true}"
+    scheduler = "model.scheduler={_target_:tconvseg.training.schedules.warmup_cosine,_partial_:true}"
     cfg = compose_cfg("train", tmp_path, [*BUDGETED, scheduler, "trainer.max_epochs=1"])
     with pytest.raises(ValueError, match=r"expected model.scheduler=null with callbacks.time_budget"):
         train(cfg)
 
 
 def test_every_budgeted_experiment_builds_its_callbacks(tmp_path):
-    budgeted = ("camvid_cpu_15min", "camvid_cpu", "camvid_cpu_60min", "camvid_cpu_60min_v1", "camvid_gpu_10min", "camvid_gpu_10min_device",
+    budgeted = ("baseline_cpu_15min", "recipe_cpu_30min", "recipe_cpu_60min", "recipe_v1_cpu_60min", "camvid_gpu_10min", "camvid_gpu_10min_device",
                 "camvid_gpu_10min_pretrained")
-    for experiment in (*budgeted, "drive_holdout_15min"):
+    for experiment in (*budgeted, "protocol_select_15min"):
         cfg = compose_cfg("train", tmp_path, [f"experiment={experiment}"])
         budget = next(c for c in build_group(cfg.callbacks) if isinstance(c, TimeBudget))
         assert cfg.model.scheduler is None and cfg.trainer.check_val_every_n_epoch == 1
@@ -207,7 +207,7 @@ def test_the_gpu_experiment_is_full_resolution_bf16_channels_last_with_pinned_ba
 def test_the_pretrained_gpu_experiment_is_the_gpu_recipe_on_the_cpu_recipe_s_model(tmp_path):
     gpu = compose_cfg("train", tmp_path, ["experiment=camvid_gpu_10min"])
     pretrained = compose_cfg("train", tmp_path, ["experiment=camvid_gpu_10min_pretrained"])
-    cpu = compose_cfg("train", tmp_path, ["experiment=camvid_cpu_60min"])
+    cpu = compose_cfg("train", tmp_path, ["experiment=recipe_cpu_60min"])
     assert pretrained.model.net == cpu.model.net and pretrained.model.net.encoder.weights == "imagenet"
     assert pretrained.model.class_weighting == cpu.model.class_weighting and list(pretrained.data.splits.train) == ["train", "val"]
     assert pretrained.trainer == gpu.trainer and pretrained.data.train_transforms == gpu.data.train_transforms

@@ -11,7 +11,7 @@ from lightning.pytorch.loggers import CSVLogger
 from mlflow import tracking as mlflow_tracking
 
 from tconvseg.callbacks.trackers import trackers
-from tconvseg.train import train
+from tconvseg.tasks.train import train
 from tests.helpers.configs import CHEAP, compose_cfg
 from tests.helpers.wandb_offline import read_run
 

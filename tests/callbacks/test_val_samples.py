@@ -7,7 +7,7 @@ from PIL import Image
 from tensorboard.backend.event_processing.event_accumulator import IMAGES, EventAccumulator
 
 from tconvseg.callbacks import ValSamples
-from tconvseg.train import train
+from tconvseg.tasks.train import train
 from tests.helpers.configs import CHEAP, compose_cfg
 
 

@@ -6,8 +6,8 @@ import torch.nn.functional as F
 from torchvision.transforms import v2
 
 from tconvseg.data import CAMVID, Rescale, apply_transforms, train_transforms
-from tconvseg.data.batch_augment import BatchAugment
-from tconvseg.data.transforms import IMAGENET_MEAN, IMAGENET_STD
+from tconvseg.data.augment.batch_augment import BatchAugment
+from tconvseg.data.augment.transforms import IMAGENET_MEAN, IMAGENET_STD
 
 IGNORE = CAMVID.ignore_index
 PALETTE = torch.tensor(CAMVID.palette, dtype=torch.float32) / 255.0  # (11, 3)

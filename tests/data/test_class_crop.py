@@ -8,7 +8,7 @@ from torchvision import tv_tensors
 from torchvision.transforms import v2
 
 from tconvseg.data import apply_transforms, train_transforms
-from tconvseg.data.class_crop import ClassUniformCrop
+from tconvseg.data.augment.class_crop import ClassUniformCrop
 from tests.data.test_datamodule import build, fake_data
 from tests.data.test_transforms import coded_pair
 

@@ -1,4 +1,4 @@
-"""ClassMix of a training batch (`tconvseg.data.class_mix`, ``data.class_mix``)."""
+"""ClassMix of a training batch (`tconvseg.data.augment.class_mix`, ``data.class_mix``)."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from tconvseg.data import SegmentationDataModule, synthetic_info
-from tconvseg.data.class_mix import check_class_mix, class_mix
-from tconvseg.data.synthetic import SyntheticShapesDataset
+from tconvseg.data.augment.class_mix import check_class_mix, class_mix
+from tconvseg.data.datasets.synthetic import SyntheticShapesDataset
 
 VOID = 11
 

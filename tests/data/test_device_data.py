@@ -7,8 +7,8 @@ import torch
 from hydra.errors import InstantiationException
 
 from tconvseg.data import DatasetError, SyntheticShapesDataset, synthetic_info
-from tconvseg.data.device_data import DeviceCache, DeviceTraining, IndexItems, RawItems
-from tconvseg.train import train
+from tconvseg.data.augment.device_data import DeviceCache, DeviceTraining, IndexItems, RawItems
+from tconvseg.tasks.train import train
 from tests.data.test_datamodule import build
 from tests.helpers.configs import CHEAP, compose_cfg
 
@@ -125,8 +125,8 @@ def test_a_device_augmented_run_resumes_bit_identical(tmp_path):
 
 
 def test_ranks_draw_different_augmentation_parameters():
-    from tconvseg.data.batch_augment import BatchAugment
-    from tconvseg.data.samplers import EpochShuffleSampler
+    from tconvseg.data.augment.batch_augment import BatchAugment
+    from tconvseg.data.splits.samplers import EpochShuffleSampler
 
     augment = BatchAugment(ignore_index=255, crop_size=[16, 16], random_scale=[0.5, 1.5])
     thetas = []

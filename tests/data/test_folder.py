@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tconvseg.builders import build_datamodule
 from tconvseg.data import DatasetError, DatasetInfo, DatasetNotFoundError, FolderDataset
+from tconvseg.training.builders import build_datamodule
 from tests.helpers.configs import compose_cfg
 from tests.helpers.fakes import make_folder_tree, write_png
 

@@ -7,9 +7,9 @@ import torch
 from hydra.errors import InstantiationException
 
 from tconvseg.data import CamVidDataset, DatasetError, FolderDataset
-from tconvseg.data.groups import CAMVID_GROUP_PATTERN, group_of, holdout_indices, leave_one_group_out
-from tconvseg.data.holdout import HOLDOUT_SPLIT
-from tconvseg.data.info import DatasetInfo
+from tconvseg.data.datasets.info import DatasetInfo
+from tconvseg.data.splits.groups import CAMVID_GROUP_PATTERN, group_of, holdout_indices, leave_one_group_out
+from tconvseg.data.splits.holdout import HOLDOUT_SPLIT
 from tests.data.test_datamodule import build
 from tests.helpers.fakes import make_camvid_tree, make_folder_tree
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tconvseg.data.images import SameSizeBatchSampler
+from tconvseg.data.datasets.images import SameSizeBatchSampler
 
 
 def test_batches_hold_one_size_and_every_index_once():

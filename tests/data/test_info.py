@@ -45,7 +45,7 @@ def test_info_rejects_inconsistent_fields():
 def test_data_layer_imports_no_training_code():
     """The data package may use lightning but nothing else from tconvseg outside tconvseg.data,
     except the pure size arithmetic of tconvseg.nn.shapes (its one pair helper)."""
-    for file in DATA_PKG.glob("*.py"):
+    for file in DATA_PKG.rglob("*.py"):
         for node in ast.walk(ast.parse(file.read_text())):
             if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
                 names = [node.module]

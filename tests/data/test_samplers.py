@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from tconvseg.data import SegmentationDataModule, synthetic_info, synthetic_split
-from tconvseg.data.samplers import EpochShuffleSampler, ShardSampler, epoch_seed
+from tconvseg.data.splits.samplers import EpochShuffleSampler, ShardSampler, epoch_seed
 
 
 @pytest.mark.parametrize(("n", "replicas"), [(15, 2), (16, 2), (7, 3), (1, 2), (0, 2)])

@@ -14,7 +14,7 @@ import numpy as np
 from PIL import Image
 
 from tconvseg.data import synthetic_split
-from tconvseg.data.info import CAMVID, VOC
+from tconvseg.data.datasets.info import CAMVID, VOC
 
 CAMVID_SPLITS = ("train", "val", "test")
 

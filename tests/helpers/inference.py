@@ -8,9 +8,9 @@ import numpy as np
 import torch
 from PIL import Image
 
-from tconvseg.checkpoints import resume_checkpoint_path
-from tconvseg.data.transforms import IMAGENET_MEAN, IMAGENET_STD
-from tconvseg.train import train
+from tconvseg.data.augment.transforms import IMAGENET_MEAN, IMAGENET_STD
+from tconvseg.tasks.train import train
+from tconvseg.training.checkpoints import resume_checkpoint_path
 from tests.helpers.configs import CHEAP, compose_cfg
 
 

@@ -13,7 +13,7 @@
 """
 
 from .batch_norm_adaptation import BatchNormAdaptation, check_adapt_bn
-from .confusion import ConfusionMatrixRecorder, write_eval_pictures
+from .confusion import ConfusionMatrixRecorder
 from .ema import EMAWeights
 from .non_finite import NonFiniteError, StopOnNonFinite
 from .run_info import StoreRunInfo
@@ -37,5 +37,4 @@ __all__ = [
     "check_adapt_bn",
     "finished_budget",
     "process_started_at",
-    "write_eval_pictures",
 ]

@@ -7,14 +7,14 @@ from typing import Any
 
 import lightning as L
 
-from tconvseg.checkpoints import CKPT_MODEL_CONFIG
-from tconvseg.run_record import CKPT_RUN_IDENTITY, RunRecord
+from tconvseg.training.checkpoints import CKPT_MODEL_CONFIG
+from tconvseg.training.run_record import CKPT_RUN_IDENTITY, RunRecord
 
 
 class StoreRunInfo(L.Callback):
     """Writes the model config and the run record into every checkpoint.
 
-    The model config lets evaluation rebuild the same network; the record (`tconvseg.run_record.RunRecord`:
+    The model config lets evaluation rebuild the same network; the record (`tconvseg.training.run_record.RunRecord`:
     experiment, model, data, the splits trained on) lets ``ckpt_path=last`` resume only a run of the same kind
     and evaluation say whether it scores items the run trained on.
     """

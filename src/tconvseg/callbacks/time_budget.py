@@ -16,7 +16,7 @@ Resume: the time spent is stored in every checkpoint (the callback's state) and 
 resumed run continues the schedule where the checkpoint left it; the time between that checkpoint
 and the interruption is lost (not counted). A time-keyed run is not reproducible step for step --
 how many steps fit before a given moment depends on the machine and its load -- so, unlike
-epoch-keyed runs (``tconvseg.schedules.warmup_cosine``, the default), a resumed budgeted run does
+epoch-keyed runs (``tconvseg.training.schedules.warmup_cosine``, the default), a resumed budgeted run does
 not end bit-identical to an uninterrupted one.
 """
 

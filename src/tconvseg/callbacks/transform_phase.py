@@ -33,7 +33,7 @@ class TrainTransformPhase(L.Callback):
 
     Args:
         start: run fraction in ``[0, 1)`` at which the phase begins.
-        train_transforms: options of `tconvseg.data.transforms.train_transforms` to change,
+        train_transforms: options of `tconvseg.data.augment.transforms.train_transforms` to change,
             e.g. ``{crop_size: null, random_scale: null}`` for whole images.
 
     The datamodule must be a `tconvseg.data.SegmentationDataModule` without persistent

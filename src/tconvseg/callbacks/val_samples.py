@@ -16,9 +16,9 @@ import torch.nn.functional as F
 from torchvision.transforms import v2
 
 from tconvseg.callbacks.trackers import log_picture
-from tconvseg.data.base import SegmentationDataset
-from tconvseg.system import SegmentationSystem
-from tconvseg.visualize import grid, sample_rows
+from tconvseg.data.datasets.base import SegmentationDataset
+from tconvseg.inference.visualize import grid, sample_rows
+from tconvseg.training.system import SegmentationSystem
 
 log = logging.getLogger(__name__)
 

@@ -2,8 +2,8 @@
 
 Hydra builds it from ``configs/data/*.yaml``: the dataset is a factory called as
 ``dataset(split=..., transforms=...)`` (a ``_partial_: true`` node), transform options are plain
-mappings fed to `tconvseg.data.transforms.train_transforms` /
-`tconvseg.data.transforms.eval_transforms`.
+mappings fed to `tconvseg.data.augment.transforms.train_transforms` /
+`tconvseg.data.augment.transforms.eval_transforms`.
 """
 
 from __future__ import annotations
@@ -16,19 +16,19 @@ import lightning
 import torch
 from torch.utils.data import DataLoader, Sampler
 
-from .base import SegmentationDataset, Transforms, collate_pairs
-from .class_mix import check_class_mix, class_mix
-from .device_data import DeviceTraining, IndexItems
-from .errors import DatasetError
-from .holdout import HOLDOUT_SPLIT, GroupHoldout
-from .info import DatasetInfo, dataset_info
-from .pooled import PooledView
-from .samplers import EpochShuffleSampler, ShardSampler, trainer_shard
-from .split_names import check_train_excludes_held_out, check_train_splits_match_pool, split_map
-from .stats import class_weights_by
-from .transforms import eval_transforms as build_eval_transforms
-from .transforms import train_transforms as build_train_transforms
-from .transforms import transforms_from_options
+from tconvseg.data.augment.class_mix import check_class_mix, class_mix
+from tconvseg.data.augment.device_data import DeviceTraining, IndexItems
+from tconvseg.data.augment.transforms import eval_transforms as build_eval_transforms
+from tconvseg.data.augment.transforms import train_transforms as build_train_transforms
+from tconvseg.data.augment.transforms import transforms_from_options
+from tconvseg.data.datasets.base import SegmentationDataset, Transforms, collate_pairs
+from tconvseg.data.datasets.info import DatasetInfo, dataset_info
+from tconvseg.data.datasets.stats import class_weights_by
+from tconvseg.data.errors import DatasetError
+from tconvseg.data.splits.holdout import HOLDOUT_SPLIT, GroupHoldout
+from tconvseg.data.splits.pooled import PooledView
+from tconvseg.data.splits.samplers import EpochShuffleSampler, ShardSampler, trainer_shard
+from tconvseg.data.splits.split_names import check_train_excludes_held_out, check_train_splits_match_pool, split_map
 
 _STAGE_ROLES = {"fit": ("train", "val"), "validate": ("val",), "test": ("test",), "predict": ("predict",)}
 
@@ -47,7 +47,7 @@ class SegmentationDataModule(lightning.LightningDataModule):
         persistent_workers: keep workers alive between epochs (only used when ``num_workers > 0``).
         pin_memory: page-locked batches for faster GPU copies; ``None`` = on when CUDA is available.
         splits: overrides of the role -> split-name map ``{"train", "val", "test", "predict"}``; the train role may
-            list several (`tconvseg.data.split_names.split_map`); under ``holdout`` that list must be ``holdout_pool``.
+            list several (`tconvseg.data.splits.split_names.split_map`); under ``holdout`` that list must be ``holdout_pool``.
         drop_last: drop the last incomplete training batch.
         seed: seed of the training shuffle; ``None`` derives it from ``torch.initial_seed()``, which
             ``lightning.seed_everything`` sets, so seeded runs see the same order. The order of an
@@ -57,11 +57,11 @@ class SegmentationDataModule(lightning.LightningDataModule):
         holdout_fold: the fold held out under ``holdout="kfold"``.
         holdout_pool: the splits pooled before holding out.
         augment_on: ``"loader"`` (per item, `train_transforms`, in the loader) or ``"device"`` (per batch,
-            `tconvseg.data.batch_augment.BatchAugment`, in `on_after_batch_transfer`, training only).
+            `tconvseg.data.augment.batch_augment.BatchAugment`, in `on_after_batch_transfer`, training only).
         device_cache: with ``augment_on="device"``: keep the training split on the device (batches are index
             gathers): ``True``, ``False`` or ``"auto"`` (when it fits in ``device_cache_fraction`` of free memory).
         class_mix: probability that a training item is overlaid with half of the classes of another item of its
-            batch (`tconvseg.data.class_mix.class_mix`), after its augmentation, in `on_after_batch_transfer`;
+            batch (`tconvseg.data.augment.class_mix.class_mix`), after its augmentation, in `on_after_batch_transfer`;
             ``None`` or 0: off. Needs training items of one size.
     """
 
@@ -153,7 +153,7 @@ class SegmentationDataModule(lightning.LightningDataModule):
     def _build_split(self, split: str, transforms: Transforms | None, download: bool) -> SegmentationDataset:
         extra = {} if download or "download" not in inspect.signature(self._dataset_factory).parameters else {"download": False}
         ds = self._dataset_factory(split=split, transforms=transforms, **extra)
-        ds.source_split = split  # what `tconvseg.data.pooled.item_sources` reports for its items
+        ds.source_split = split  # what `tconvseg.data.splits.pooled.item_sources` reports for its items
         if ds.info.num_classes != self.info.num_classes or ds.info.ignore_index != self.info.ignore_index:
             raise DatasetError(
                 f"dataset {type(ds).__name__} (split {split!r}) has {ds.info.num_classes} classes and "
@@ -233,7 +233,7 @@ class SegmentationDataModule(lightning.LightningDataModule):
             self.dataset(role, download=False)
 
     def class_weights(self, method: str = "median_frequency") -> torch.Tensor:
-        """Loss weights ``(num_classes,)`` from the train masks at label resolution, by `tconvseg.data.stats.class_weights_by`."""
+        """Loss weights ``(num_classes,)`` from the train masks at label resolution, by `tconvseg.data.datasets.stats.class_weights_by`."""
         if method not in self._weights:
             masks = self.dataset("train").raw_masks() if method != "uniform" else iter(())
             self._weights[method] = class_weights_by(method, masks, self.num_classes, self.info.class_names)

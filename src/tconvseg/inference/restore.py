@@ -5,7 +5,7 @@
 before anything is read and sets up the process (seed, matmul precision); `restore` rebuilds the system with them.
 
 Same trust model as evaluation: the checkpoint is read with ``weights_only=True``, the model config
-stored in it is vetted by `tconvseg.checkpoints.check_targets` before anything is built, and
+stored in it is vetted by `tconvseg.training.checkpoints.check_targets` before anything is built, and
 pretrained-weight downloads named in it are switched off (the checkpoint's tensors replace them).
 """
 
@@ -23,20 +23,20 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from tconvseg.builders import build_system
 from tconvseg.callbacks import check_adapt_bn
-from tconvseg.checkpoints import (
+from tconvseg.data.datasets.info import DatasetInfo, dataset_info, synthetic_info, voc_colormap
+from tconvseg.inference.tiling import tiling_options
+from tconvseg.inference.tta import tta_options
+from tconvseg.training.builders import build_system
+from tconvseg.training.checkpoints import (
     CKPT_MODEL_CONFIG,
     check_targets,
     disable_weight_downloads,
     find_last_checkpoint,
     load_checkpoint,
 )
-from tconvseg.data.info import DatasetInfo, dataset_info, synthetic_info, voc_colormap
-from tconvseg.run_record import RunRecord
-from tconvseg.system import SegmentationSystem
-from tconvseg.tiling import tiling_options
-from tconvseg.tta import tta_options
+from tconvseg.training.run_record import RunRecord
+from tconvseg.training.system import SegmentationSystem
 
 log = logging.getLogger(__name__)
 
@@ -127,7 +127,7 @@ def rebuild_system(
     """The checkpoint's system with its weights loaded, for the classes of ``info``.
 
     The network comes from the model config stored in the checkpoint (vetted by
-    `tconvseg.checkpoints.check_targets` against the allowlist and ``trusted``, pretrained-weight
+    `tconvseg.training.checkpoints.check_targets` against the allowlist and ``trusted``, pretrained-weight
     downloads switched off), or from ``model_cfg`` when given (``model_from_checkpoint=false``). Class
     weights come from the checkpoint; ``tta`` (``{"mode", "scales"}``) is the test-time augmentation.
 

@@ -78,7 +78,7 @@ class TiledInference:
 
     Args:
         scores_fn: images ``(B, C, h, w)`` to scores ``(B, K, h, w)`` whose softmax is the class probability
-            (the network, or a `tconvseg.tta.TestTimeAugmentation`: TTA then runs on each tile).
+            (the network, or a `tconvseg.inference.tta.TestTimeAugmentation`: TTA then runs on each tile).
         tiles: ``"none"`` (the whole image, ``scores_fn`` itself), ``"auto"`` (tiles only when an image has more
             than ``max_pixels`` pixels) or ``(h, w)``.
         overlap: pixels neighbouring tiles share.

@@ -1,7 +1,7 @@
 """Which items a checkpoint's run trained on, read from its stored run record: what eval's ``trained_on_split`` is computed from.
 
 A score is a held-out score only if none of the scored items was trained on. Evaluation compares the
-``(split, name)`` of every scored item (`tconvseg.data.pooled.item_sources`) with the items the run
+``(split, name)`` of every scored item (`tconvseg.data.splits.pooled.item_sources`) with the items the run
 trained on, rebuilt here from the checkpoint: never from the split's name alone.
 """
 
@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from tconvseg.data import SegmentationDataset
-from tconvseg.run_record import RunRecord
+from tconvseg.training.run_record import RunRecord
 
 #: How the training items of checkpoints that store no train split list are read (written before 2026-12-07).
 ASSUMED_TRAIN = "assumed data.splits.train=train (this checkpoint predates the stored train split list)"
@@ -26,7 +26,7 @@ def trained_items(
     run's training splits (``train_splits``; ``data.train_splits`` or, with neither stored, ``train``).
 
     Args:
-        record: the checkpoint's run record (`tconvseg.run_record.RunRecord.from_checkpoint`).
+        record: the checkpoint's run record (`tconvseg.training.run_record.RunRecord.from_checkpoint`).
         whole_split: builds every item of a named split (`tconvseg.data.SegmentationDataModule.whole_split`).
         only: the splits worth reading (those the scored items come from); others are not built, their items are left out.
     """

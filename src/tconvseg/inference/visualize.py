@@ -17,8 +17,8 @@ import torch
 from PIL import Image, ImageDraw, ImageFont
 from torchmetrics.classification import MulticlassConfusionMatrix
 
-from tconvseg.data.info import DatasetInfo
-from tconvseg.data.transforms import IMAGENET_MEAN, IMAGENET_STD
+from tconvseg.data.augment.transforms import IMAGENET_MEAN, IMAGENET_STD
+from tconvseg.data.datasets.info import DatasetInfo
 
 log = logging.getLogger(__name__)
 

@@ -20,7 +20,7 @@ state leaks between rows:
   or ``max_memory_allocated`` (CUDA).
 
 ``--reference`` also times the from-scratch reference transposed conv against torch's. ``--loop``
-compares the training loop with the model step alone (`tconvseg.loop_benchmark`).
+compares the training loop with the model step alone (`tconvseg.tasks.loop_benchmark`).
 
 Ratios in parentheses are to the best peer (torchvision model): the peer run with the highest val
 mIoU, else the peer with the fastest training. No speed target is asserted anywhere.
@@ -47,7 +47,7 @@ from rich.table import Table
 from torch.utils.flop_counter import FlopCounterMode
 
 from tconvseg.entry import CONFIG_DIR
-from tconvseg.runs import RunSummary, read_run
+from tconvseg.training.runs import RunSummary, read_run
 
 DEFAULT_MODELS = ["fcn8s_resnet18", "fcn8s_mobilenet_v3", "peer_lraspp_mobilenet_v3_large", "peer_deeplabv3_mobilenet_v3_large",
                   "peer_fcn_resnet50"]
@@ -81,8 +81,8 @@ def option_row(spec: str, common: Sequence[str], num_classes: int) -> Row:
 
 def build_for_benchmark(model_cfg: dict[str, Any], num_classes: int) -> Any:
     """The training system of ``model_cfg`` for ``num_classes`` classes, unweighted (no data needed)."""
-    from tconvseg.builders import build_system
-    from tconvseg.data.info import synthetic_info
+    from tconvseg.data.datasets.info import synthetic_info
+    from tconvseg.training.builders import build_system
 
     return build_system(OmegaConf.create({**model_cfg, "class_weighting": None}), synthetic_info(num_classes))
 
@@ -273,7 +273,7 @@ def main(argv: Sequence[str] | None = None) -> list[Row] | list[dict[str, Any]]:
 
 
 def _loop_mode(args: argparse.Namespace) -> list[dict[str, Any]]:
-    from tconvseg.loop_benchmark import loop_measure, loop_table
+    from tconvseg.tasks.loop_benchmark import loop_measure, loop_table
 
     rows = [loop_measure(spec.split(), steps=args.steps, device=args.device, threads=args.threads) for spec in args.loop]
     Console(width=250).print(loop_table(rows))

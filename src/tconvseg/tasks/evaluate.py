@@ -13,20 +13,17 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from rich.console import Console
 from rich.table import Table
 
-from tconvseg.builders import build_datamodule, build_trainer, check_input_normalization
-from tconvseg.callbacks import BatchNormAdaptation, ConfusionMatrixRecorder, write_eval_pictures
-from tconvseg.checkpoints import (
-    CKPT_MODEL_CONFIG,
-    atomic_write_text,
-    load_checkpoint,
-    run_dir_of,
-)
-from tconvseg.data.holdout import HOLDOUT_SPLIT
-from tconvseg.data.pooled import item_sources
+from tconvseg.callbacks import BatchNormAdaptation, ConfusionMatrixRecorder
+from tconvseg.data.splits.holdout import HOLDOUT_SPLIT
+from tconvseg.data.splits.pooled import item_sources
 from tconvseg.entry import run_hydra
-from tconvseg.restore import resolve_checkpoint, restore, set_up_inference
-from tconvseg.run_record import RunRecord
-from tconvseg.trained_items import trained_items
+from tconvseg.inference.eval_pictures import write_eval_pictures
+from tconvseg.inference.restore import resolve_checkpoint, restore, set_up_inference
+from tconvseg.inference.trained_items import trained_items
+from tconvseg.training.atomic import atomic_write_text
+from tconvseg.training.builders import build_datamodule, build_trainer, check_input_normalization
+from tconvseg.training.checkpoints import CKPT_MODEL_CONFIG, load_checkpoint, run_dir_of
+from tconvseg.training.run_record import RunRecord
 
 log = logging.getLogger(__name__)
 
@@ -172,7 +169,7 @@ def _check_holdout_matches(datamodule: Any, checkpoint: dict, ckpt_path: str, sp
             raise ValueError(
                 f"split={HOLDOUT_SPLIT} but {ckpt_path} was trained without data.holdout: nothing was held out of its training, so "
                 f"it has no held-out split to score. Expected a split it did not train on (e.g. split=test), or a model trained "
-                f"with a drive held out (python scripts/train.py experiment=drive_holdout_steps) scored with split={HOLDOUT_SPLIT}"
+                f"with a drive held out (python scripts/train.py experiment=protocol_select_steps) scored with split={HOLDOUT_SPLIT}"
             )
         return
     current = datamodule.holdout_identity()

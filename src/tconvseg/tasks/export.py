@@ -20,9 +20,9 @@ import numpy as np
 import torch
 from omegaconf import DictConfig
 
-from tconvseg.checkpoints import atomic_write_text
 from tconvseg.entry import run_hydra
-from tconvseg.restore import restore, set_up_inference
+from tconvseg.inference.restore import restore, set_up_inference
+from tconvseg.training.atomic import atomic_write_text
 
 log = logging.getLogger(__name__)
 

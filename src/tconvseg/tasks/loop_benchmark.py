@@ -83,7 +83,7 @@ def loop_measure(overrides: Sequence[str], steps: int = 20, warmup: int = 3, dev
     """Measure the step alone and the full loop of the training config composed with ``overrides`` (see the module doc)."""
     if threads:
         torch.set_num_threads(threads)
-    from tconvseg.builders import build_system, class_weights_for
+    from tconvseg.training.builders import build_system, class_weights_for
 
     torch.manual_seed(0)
     dev = torch.device(device)

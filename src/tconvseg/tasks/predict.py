@@ -23,17 +23,17 @@ from PIL import Image
 from rich.console import Console
 from torch.utils.data import DataLoader
 
-from tconvseg.builders import build_group, build_trainer
 from tconvseg.callbacks import BatchNormAdaptation
-from tconvseg.checkpoints import atomic_save_image
+from tconvseg.data.augment.transforms import IMAGENET_MEAN, IMAGENET_STD, eval_transforms
+from tconvseg.data.datasets.images import DEFAULT_MAX_IMAGE_PIXELS, ImageFilesDataset, SameSizeBatchSampler, collate_images, list_images
+from tconvseg.data.datasets.info import DatasetInfo
 from tconvseg.data.errors import DatasetError
-from tconvseg.data.images import DEFAULT_MAX_IMAGE_PIXELS, ImageFilesDataset, SameSizeBatchSampler, collate_images, list_images
-from tconvseg.data.info import DatasetInfo
-from tconvseg.data.transforms import IMAGENET_MEAN, IMAGENET_STD, eval_transforms
 from tconvseg.entry import run_hydra
-from tconvseg.restore import restore, set_up_inference
-from tconvseg.system import SegmentationSystem
-from tconvseg.visualize import denormalize, legend, overlay, palette_png
+from tconvseg.inference.restore import restore, set_up_inference
+from tconvseg.inference.visualize import denormalize, legend, overlay, palette_png
+from tconvseg.training.atomic import atomic_save_image
+from tconvseg.training.builders import build_group, build_trainer
+from tconvseg.training.system import SegmentationSystem
 
 log = logging.getLogger(__name__)
 

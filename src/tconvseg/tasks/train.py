@@ -6,6 +6,7 @@ import copy
 import logging
 import os
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -14,25 +15,36 @@ import torch
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from tconvseg.builders import build_datamodule, build_group, build_system, build_trainer, check_input_normalization, class_weights_for
 from tconvseg.callbacks import LogRunToTrackers, StopOnNonFinite, StoreRunInfo, TimeBudget, finished_budget, process_started_at
-from tconvseg.checkpoints import (
+from tconvseg.data import SegmentationDataModule
+from tconvseg.entry import in_multirun, objective, run_hydra
+from tconvseg.training.builders import build_datamodule, build_group, build_system, build_trainer, check_input_normalization, class_weights_for
+from tconvseg.training.checkpoints import (
     find_last_checkpoint,
     load_checkpoint,
     resume_checkpoint_path,
     run_dir_of,
     stored_best,
 )
-from tconvseg.cluster import requeued_checkpoint
-from tconvseg.data import SegmentationDataModule
-from tconvseg.entry import in_multirun, objective, run_hydra
-from tconvseg.run_record import RunRecord, build_run_record, describe
-from tconvseg.selection import check_selection, without_held_out_selection
+from tconvseg.training.cluster import requeued_checkpoint
+from tconvseg.training.run_record import RunRecord, build_run_record, describe
+from tconvseg.training.selection import check_selection, without_held_out_selection
 
 log = logging.getLogger(__name__)
 
 #: Exit status after SIGTERM (128 + 15, what shells report for a process ended by that signal).
 SIGTERM_EXIT_CODE = 143
+
+
+def _warn_if_renamed(cfg: DictConfig) -> None:
+    renamed = cfg.get("experiment_renamed")
+    if renamed:
+        warnings.warn(
+            f"experiment={renamed.old} is a deprecated name, kept for one release: use experiment={renamed.new} "
+            "(the same configuration; CHANGELOG.md lists the renamed experiments)",
+            FutureWarning,
+            stacklevel=3,
+        )
 
 
 def train(cfg: DictConfig, *, started_at: float | None = None) -> tuple[dict[str, float], dict[str, Any]]:
@@ -55,6 +67,7 @@ def train(cfg: DictConfig, *, started_at: float | None = None) -> tuple[dict[str
     """
     started_at = time.monotonic() if started_at is None else started_at
     cfg = copy.deepcopy(cfg)
+    _warn_if_renamed(cfg)
     _set_up_process(cfg)
     datamodule = build_datamodule(cfg)
     held_out = (datamodule.holdout_identity() or {}).get("held_out")
@@ -111,7 +124,7 @@ def _build_trainer(
 ) -> L.Trainer:
     """The Trainer with the configured callbacks and loggers, plus the ones every run has; the time budget's clock set.
 
-    Under a holdout a best-by-val checkpoint is left out unless ``select_on_holdout=true`` (`tconvseg.selection`).
+    Under a holdout a best-by-val checkpoint is left out unless ``select_on_holdout=true`` (`tconvseg.training.selection`).
     """
     configured, dropped = without_held_out_selection(build_group(cfg.get("callbacks")), held_out, select_on_holdout)
     if dropped:

@@ -11,11 +11,11 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import MissingMandatoryValue
 
-from tconvseg.checkpoints import AtomicCheckpointIO
-from tconvseg.cluster import cluster_plugins
 from tconvseg.data import DatasetInfo, SegmentationDataModule
-from tconvseg.data.stats import COMPUTED_WEIGHTINGS
-from tconvseg.system import SegmentationSystem
+from tconvseg.data.datasets.stats import COMPUTED_WEIGHTINGS
+from tconvseg.training.atomic import AtomicCheckpointIO
+from tconvseg.training.cluster import cluster_plugins
+from tconvseg.training.system import SegmentationSystem
 
 
 class ConfigError(ValueError):
@@ -64,7 +64,7 @@ def build_system(
     a computed weighting (``median_frequency``, ``median_frequency_sqrt``) leaves them to the checkpoint the system is then loaded from (evaluation).
     ``class_weighting`` is checked either way. ``tta`` (``{"mode", "scales"}``) is the test-time
     augmentation of the system's test / predict steps, ``tiling`` how they tile large images. A config read from a checkpoint must pass
-    `tconvseg.checkpoints.check_targets` first.
+    `tconvseg.training.checkpoints.check_targets` first.
     """
     options = model_options(model_cfg)
     weighting = options.pop("class_weighting", None)
@@ -105,7 +105,7 @@ def check_input_normalization(net: Any, data_cfg: DictConfig | None) -> None:
     Raises:
         ConfigError: naming the key, its value and the expected one.
     """
-    from tconvseg.data.transforms import IMAGENET_MEAN, IMAGENET_STD
+    from tconvseg.data.augment.transforms import IMAGENET_MEAN, IMAGENET_STD
 
     expected = getattr(getattr(net, "encoder", None), "input_normalization", None)
     if expected is None or data_cfg is None:
@@ -157,6 +157,6 @@ def build_group(cfg: DictConfig | None, group: str = "callbacks") -> list[Any]:
 def build_trainer(cfg: DictConfig, **kwargs: Any) -> L.Trainer:
     """The Lightning Trainer of ``cfg.trainer``; checkpoints are written atomically and read as data only.
 
-    Under SLURM it also gets Lightning's SLURM environment with auto-requeue (see `tconvseg.cluster`).
+    Under SLURM it also gets Lightning's SLURM environment with auto-requeue (see `tconvseg.training.cluster`).
     """
     return instantiate(cfg.trainer, plugins=[AtomicCheckpointIO(), *cluster_plugins()], **kwargs)

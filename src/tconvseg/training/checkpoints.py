@@ -1,4 +1,4 @@
-"""Checkpoint files: safe loading, atomic writing, finding the run to resume, what a run stores.
+"""Checkpoint files: safe loading, finding the run to resume, what a run stores (writing: `tconvseg.training.atomic`).
 
 Trust model: a checkpoint is data, never code. Every load uses ``torch.load(weights_only=True)``
 (the project's own keys are plain containers, strings, numbers and tensors), and the model config
@@ -11,18 +11,15 @@ from __future__ import annotations
 import glob
 import logging
 import os
-import tempfile
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import torch
 from hydra.utils import get_object
-from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
-from PIL import Image
 
-from tconvseg.run_record import CKPT_RUN_IDENTITY as CKPT_RUN_IDENTITY  # the record's key, defined beside the record
-from tconvseg.run_record import RunRecord, describe
+from tconvseg.training.run_record import CKPT_RUN_IDENTITY as CKPT_RUN_IDENTITY  # the record's key, defined beside the record
+from tconvseg.training.run_record import RunRecord, describe
 
 log = logging.getLogger(__name__)
 
@@ -38,11 +35,40 @@ ALLOWED_TARGETS: dict[str, type | None] = {
     "tconvseg.nn": None,
     "tconvseg.peers": None,  # torchvision segmentation models, random init, no downloads
     "tconvseg.losses": None,
-    "tconvseg.schedules": None,
-    "tconvseg.system": None,
+    "tconvseg.training.schedules": None,
+    "tconvseg.training.system": None,
     "torch.nn": torch.nn.Module,
     "torch.optim": None,  # optimizers and LR schedulers (classes), checked as classes below
 }
+
+
+#: Modules that moved when the package was grouped by job (2026-12-07): a stored model config that names an old
+#: dotted path is read as naming the new one (`upgrade_moved_targets`), so checkpoints written before keep loading.
+MOVED_MODULES: dict[str, str] = {
+    "tconvseg.system": "tconvseg.training.system",
+    "tconvseg.schedules": "tconvseg.training.schedules",
+    "tconvseg.metrics": "tconvseg.training.metrics",
+    "tconvseg.tta": "tconvseg.inference.tta",
+    "tconvseg.tiling": "tconvseg.inference.tiling",
+}
+
+
+def upgrade_moved_targets(node: Any) -> Any:
+    """A copy of ``node`` (plain containers) whose ``_target_`` strings name today's modules (`MOVED_MODULES`)."""
+    if isinstance(node, Mapping):
+        return {key: _moved(value) if key == "_target_" else upgrade_moved_targets(value) for key, value in node.items()}
+    if isinstance(node, (list, tuple)):
+        return type(node)(upgrade_moved_targets(value) for value in node)
+    return node
+
+
+def _moved(target: Any) -> Any:
+    if not isinstance(target, str):
+        return target
+    for old, new in MOVED_MODULES.items():
+        if target.startswith(old + "."):
+            return new + target[len(old):]
+    return target
 
 
 class UnsafeCheckpointError(ValueError):
@@ -137,6 +163,8 @@ def disable_weight_downloads(config: dict) -> dict:
 def load_checkpoint(path: str | os.PathLike[str]) -> dict:
     """``torch.load(path, weights_only=True)`` on CPU, with one clear error for any unreadable file.
 
+    The stored model config's targets are upgraded to today's module paths (`upgrade_moved_targets`).
+
     Raises:
         ValueError: the file is truncated, not a checkpoint, or holds objects other than plain data
             (a pickle that would run code is refused by ``weights_only=True`` and never executed).
@@ -151,76 +179,9 @@ def load_checkpoint(path: str | os.PathLike[str]) -> dict:
         ) from None
     if not isinstance(checkpoint, dict):
         raise ValueError(f"cannot read checkpoint {path}: it holds a {type(checkpoint).__name__}, expected a dict")
+    if CKPT_MODEL_CONFIG in checkpoint:  # checkpoints written before the modules moved name their old paths
+        checkpoint[CKPT_MODEL_CONFIG] = upgrade_moved_targets(checkpoint[CKPT_MODEL_CONFIG])
     return checkpoint
-
-
-class AtomicCheckpointIO(TorchCheckpointIO):
-    """Lightning checkpoint IO that never leaves a half-written file under the final name.
-
-    Lightning's own save goes through an fsspec transaction whose temp file lives in the system temp
-    dir; when that is another filesystem the commit is a copy over the old file, so a kill during
-    the copy destroys the previous checkpoint. Here the temp file sits beside the target, is fsynced,
-    and ``os.replace`` swaps it in (atomic on POSIX and Windows). Loads always use
-    ``weights_only=True``.
-    """
-
-    def save_checkpoint(self, checkpoint: dict[str, Any], path: str | os.PathLike[str], storage_options: Any = None) -> None:
-        if storage_options is not None:
-            raise TypeError(f"{type(self).__name__} takes no storage_options, got {storage_options!r}")
-        atomic_torch_save(checkpoint, Path(path))
-
-    def load_checkpoint(self, path: str | os.PathLike[str], map_location: Any = None, weights_only: bool | None = None) -> dict[str, Any]:
-        if weights_only is False:
-            raise UnsafeCheckpointError(f"refusing to load {path} with weights_only=False: checkpoints are data, never code")
-        if not Path(path).is_file():
-            raise FileNotFoundError(f"checkpoint {path} not found")
-        return load_checkpoint(path)
-
-
-def atomic_torch_save(obj: Any, path: Path) -> None:
-    """``torch.save`` to a temp file in ``path``'s folder, fsync, then ``os.replace`` onto ``path``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    _atomic_write(path, lambda handle: torch.save(obj, handle), binary=True)
-
-
-def atomic_write_text(text: str, path: Path) -> None:
-    """Write ``text`` to ``path`` through a temp file in the same folder and ``os.replace``."""
-    _atomic_write(path, lambda handle: handle.write(text), binary=False)
-
-
-def atomic_save_image(image: Any, path: Path, **options: Any) -> None:
-    """``image.save`` (a PIL image; format from ``path``'s suffix) through a temp file and ``os.replace``:
-    an interrupted write leaves the old file or none, never a truncated one."""
-    fmt = Image.registered_extensions()[path.suffix.lower()]
-    _atomic_write(path, lambda handle: image.save(handle, format=fmt, **options), binary=True)
-
-
-def _atomic_write(path: Path, write: Callable[[IO[Any]], object], binary: bool) -> None:
-    # The temp file sits beside the target: os.replace is atomic only within one filesystem.
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb" if binary else "w") as handle:
-            write(handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    _fsync_dir(path.parent)
-
-
-def _fsync_dir(folder: Path) -> None:
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:  # e.g. Windows cannot open folders; the rename is still atomic there
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 def resume_checkpoint_path(callbacks: Sequence[Any]) -> str:

@@ -25,8 +25,8 @@ from typing import Any
 from lightning.fabric.plugins.environments import SLURMEnvironment, TorchElasticEnvironment
 from omegaconf import OmegaConf
 
-from tconvseg.checkpoints import load_checkpoint
-from tconvseg.run_record import RunRecord, describe
+from tconvseg.training.checkpoints import load_checkpoint
+from tconvseg.training.run_record import RunRecord, describe
 
 log = logging.getLogger(__name__)
 

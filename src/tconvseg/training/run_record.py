@@ -21,6 +21,25 @@ if TYPE_CHECKING:
 CKPT_RUN_IDENTITY = "tconvseg_run"
 #: The fields two records are compared on (`RunRecord.differences`).
 COMPARED = ("experiment", "model", "data")
+
+#: Experiments renamed on 2026-12-07 (old name -> new name; CHANGELOG.md, "Deprecated"). The old names still compose,
+#: for one release, through alias configs that say ``experiment_renamed``; records carry the new name, so a run
+#: started under an old name resumes under the new one and the other way round.
+EXPERIMENT_RENAMES: dict[str, str] = {
+    "camvid_cpu": "recipe_cpu_30min",
+    "camvid_cpu_60min": "recipe_cpu_60min",
+    "camvid_cpu_60min_v1": "recipe_v1_cpu_60min",
+    "camvid_cpu_60min_v2": "recipe_v2_cpu_60min",
+    "camvid_cpu_15min": "baseline_cpu_15min",
+    "drive_holdout_steps": "protocol_select_steps",
+    "drive_holdout_15min": "protocol_select_15min",
+    "drive_confirm_steps": "protocol_confirm_steps",
+}
+
+
+def current_experiment_name(name: str | None) -> str | None:
+    """``name`` under its current name: an old name of `EXPERIMENT_RENAMES` becomes the new one."""
+    return EXPERIMENT_RENAMES.get(name, name) if name is not None else None
 #: The record's format: 1 since the record became a type (2026-12-07); plain dicts written before read as 0.
 FORMAT_VERSION = 1
 
@@ -53,7 +72,7 @@ class RunRecord:
             return None
         train_splits = stored.get("train_splits")
         return cls(
-            experiment=stored.get("experiment"),
+            experiment=current_experiment_name(stored.get("experiment")),
             model=stored.get("model"),
             data=dict(stored.get("data") or {}),
             train_splits=tuple(train_splits) if train_splits is not None else None,
@@ -128,7 +147,8 @@ def build_run_record(cfg: DictConfig, datamodule: SegmentationDataModule) -> Run
     """
     from hydra.core.hydra_config import HydraConfig
 
-    experiment = HydraConfig.get().runtime.choices.get("experiment") if HydraConfig.initialized() else None
+    chosen = HydraConfig.get().runtime.choices.get("experiment") if HydraConfig.initialized() else None
+    experiment = current_experiment_name(chosen)
     net = cfg.model.get("net") if isinstance(cfg.model, DictConfig) else None
     data: dict[str, Any] = {
         "dataset": OmegaConf.select(cfg, "data.dataset._target_"),

@@ -17,14 +17,14 @@ from typing import Any
 from omegaconf import OmegaConf
 
 from tconvseg.callbacks import STATE_KEY
-from tconvseg.checkpoints import (
+from tconvseg.training.checkpoints import (
     CKPT_MODEL_CONFIG,
     check_targets,
     disable_weight_downloads,
     load_checkpoint,
     stored_best,
 )
-from tconvseg.run_record import RunRecord
+from tconvseg.training.run_record import RunRecord
 
 
 @dataclass
@@ -66,7 +66,7 @@ def read_run(folder: str | Path) -> RunSummary:
 
     Raises:
         FileNotFoundError: ``folder`` holds no ``checkpoints/last*.ckpt``.
-        tconvseg.checkpoints.UnsafeCheckpointError: its model config names a part off the allowlist.
+        tconvseg.training.checkpoints.UnsafeCheckpointError: its model config names a part off the allowlist.
     """
     folder = Path(folder)
     lasts = sorted((folder / "checkpoints").glob("last*.ckpt"), key=lambda p: p.stat().st_mtime)

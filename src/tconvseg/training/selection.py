@@ -17,8 +17,8 @@ from typing import Any
 
 from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 
-from tconvseg.builders import ConfigError
 from tconvseg.data import DatasetInfo
+from tconvseg.training.builders import ConfigError
 
 
 def _monitors_val(callback: Any) -> bool:
@@ -54,7 +54,7 @@ def check_selection(held_out: Sequence[str] | None, info: DatasetInfo, optimized
             f"a sweep optimising optimized_metric={optimized_metric} with data.holdout holding out {list(held_out)}: under a "
             f"holdout a sweep may optimise only the selection group(s) {list(info.selection_groups)} of {info.name!r} "
             f"(confirmation: {list(info.confirmation_groups)}, never chosen on). Expected data.holdout_groups="
-            f"{list(info.selection_groups)} (experiment=drive_holdout_steps hparams_search=drive_holdout_optuna)"
+            f"{list(info.selection_groups)} (experiment=protocol_select_steps hparams_search=drive_holdout_optuna)"
         )
     if optimized_metric.startswith("best/") and not select_on_holdout:
         raise ConfigError(

@@ -18,10 +18,10 @@ import torch.nn.functional as F
 from torch import nn
 from torchmetrics import MeanMetric
 
+from tconvseg.inference.tiling import TiledInference
+from tconvseg.inference.tta import TestTimeAugmentation
 from tconvseg.losses import CrossEntropy
-from tconvseg.metrics import SegmentationMetrics
-from tconvseg.tiling import TiledInference
-from tconvseg.tta import TestTimeAugmentation
+from tconvseg.training.metrics import SegmentationMetrics
 
 Stage = Literal["train", "val", "test"]
 
@@ -51,10 +51,10 @@ class SegmentationSystem(L.LightningModule):
             so parameter names and checkpoints are unchanged; compile time counts in the run.
 
         tta: the test-time augmentation of the test and predict steps: ``{"mode": ..., "scales": [...]}``
-            (`tconvseg.tta.TestTimeAugmentation`; ``None``: none). Built once into ``self.tta``;
+            (`tconvseg.inference.tta.TestTimeAugmentation`; ``None``: none). Built once into ``self.tta``;
             an evaluation choice, so it is not saved with the hyperparameters.
         tiling: how test and predict steps tile large images: ``{"tiles", "overlap", "margin", "max_pixels"}``
-            (`tconvseg.tiling.TiledInference`, around the TTA; ``None``: whole images). Not saved either.
+            (`tconvseg.inference.tiling.TiledInference`, around the TTA; ``None``: whole images). Not saved either.
 
     Batches are ``(images (N, C, H, W) float, masks (N, H', W') int64)``. When the masks are
     larger than the images (scoring at full label resolution), logits are resized to the mask

@@ -12,14 +12,14 @@ from pathlib import Path
 
 import pytest
 
-from tconvseg.builders import build_datamodule
 from tconvseg.data import (
     CamVidDataset,
     DatasetError,
 )
-from tconvseg.data.download import DEFAULT_MAX_DOWNLOAD_BYTES, DEFAULT_TIMEOUT
-from tconvseg.data.extract import DEFAULT_MAX_EXTRACT_BYTES, DEFAULT_URL, PINNED_COMMIT, PINNED_TREE
-from tconvseg.data.integrity import git_blob_id, git_tree_id
+from tconvseg.data.fetch.download import DEFAULT_MAX_DOWNLOAD_BYTES, DEFAULT_TIMEOUT
+from tconvseg.data.fetch.extract import DEFAULT_MAX_EXTRACT_BYTES, DEFAULT_URL, PINNED_COMMIT, PINNED_TREE
+from tconvseg.data.fetch.integrity import git_blob_id, git_tree_id
+from tconvseg.training.builders import build_datamodule
 from tests.data.download.helpers import (
     assert_extracted,
     assert_nothing_left,
@@ -105,7 +105,7 @@ def test_config_defaults_are_the_pinned_ones():
 
 
 def test_every_config_key_reaches_download_camvid(tmp_path, monkeypatch):
-    import tconvseg.data.camvid as camvid_module
+    import tconvseg.data.datasets.camvid as camvid_module
 
     calls = []
 

@@ -18,10 +18,10 @@ from tconvseg.data import (
     DatasetError,
     download_camvid,
 )
-from tconvseg.data.download import (
+from tconvseg.data.fetch.download import (
     PINNED_TREE,
 )
-from tconvseg.data.integrity import git_tree_id
+from tconvseg.data.fetch.integrity import git_tree_id
 from tests.data.download.helpers import (
     assert_extracted,
     assert_nothing_left,

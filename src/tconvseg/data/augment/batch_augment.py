@@ -1,6 +1,6 @@
 """Training augmentation of a whole batch where the batch is (GPU, or CPU): ``data.augment_on=device``.
 
-The per-item pipeline (`tconvseg.data.transforms.train_transforms`) augments one image at a
+The per-item pipeline (`tconvseg.data.augment.transforms.train_transforms`) augments one image at a
 time in loader workers. `BatchAugment` does the same random scale + crop + flip for a batch
 with **per-sample** parameters in one ``affine_grid`` + ``grid_sample`` (bilinear for images, nearest
 for masks), then colour jitter, grayscale, noise and normalisation as tensor arithmetic. No host sync,
@@ -24,9 +24,8 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 
+from tconvseg.data.augment.transforms import IMAGENET_MEAN, IMAGENET_STD
 from tconvseg.nn.shapes import as_pair
-
-from .transforms import IMAGENET_MEAN, IMAGENET_STD
 
 #: Options of ``data.train_transforms`` that `BatchAugment` implements.
 SUPPORTED = ("scale", "random_scale", "crop_size", "hflip", "color_jitter", "grayscale", "noise", "mean", "std")

@@ -1,6 +1,6 @@
 """Training data for ``data.augment_on=device``: raw uint8 items, and the whole split resident on the device.
 
-With the augmentation on the device (`tconvseg.data.batch_augment.BatchAugment`), the loader only
+With the augmentation on the device (`tconvseg.data.augment.batch_augment.BatchAugment`), the loader only
 has to deliver raw pixels. `RawItems` serves them as fixed-size ``uint8`` tensors (a quarter of
 the float32 bytes to copy); `DeviceCache` goes further and keeps every training pair on the
 device, so that a batch is an index gather: the loader yields index tensors, no worker decodes or copies.
@@ -16,9 +16,9 @@ from typing import Any
 import torch
 from torch.utils.data import Dataset
 
-from .base import SegmentationDataset
-from .batch_augment import SUPPORTED, BatchAugment
-from .errors import DatasetError
+from tconvseg.data.augment.batch_augment import SUPPORTED, BatchAugment
+from tconvseg.data.datasets.base import SegmentationDataset
+from tconvseg.data.errors import DatasetError
 
 log = logging.getLogger(__name__)
 
@@ -102,7 +102,7 @@ class DeviceTraining:
     """What ``data.augment_on=device`` adds to the datamodule: the batch augmentation and the optional cache.
 
     Args:
-        spec: the ``data.train_transforms`` options (only `tconvseg.data.batch_augment.SUPPORTED` ones).
+        spec: the ``data.train_transforms`` options (only `tconvseg.data.augment.batch_augment.SUPPORTED` ones).
         ignore_index: void label.
         cache_mode: ``data.device_cache``: ``"auto"``, ``True`` or ``False``.
         fraction: ``data.device_cache_fraction``: the share of free device memory ``auto`` may fill.

@@ -17,10 +17,9 @@ from torchvision import tv_tensors
 from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as F
 
+from tconvseg.data.augment.class_crop import ClassUniformCrop
+from tconvseg.data.datasets.base import Transforms
 from tconvseg.nn.shapes import as_pair
-
-from .base import Transforms
-from .class_crop import ClassUniformCrop
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -131,7 +130,7 @@ def train_transforms(
         crop_size: ``(height, width)`` (or int) of the random crop; pads with 0 (image) and
             ``ignore_index`` (mask) where the image is smaller. ``None`` = no crop.
         class_uniform_crop: probability that the crop is placed on a class drawn uniformly from those
-            in the mask (`tconvseg.data.class_crop.ClassUniformCrop`; thin classes are then cropped as
+            in the mask (`tconvseg.data.augment.class_crop.ClassUniformCrop`; thin classes are then cropped as
             often as large ones); needs ``crop_size``. ``None`` = plain random crops.
         hflip: probability of a horizontal flip (0 disables).
         color_jitter: brightness/contrast/saturation strength, or ``(b, c, s, hue)``; ``None`` = off.

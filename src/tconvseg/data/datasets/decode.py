@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .errors import DatasetError, DatasetNotFoundError
+from tconvseg.data.errors import DatasetError, DatasetNotFoundError
 
 # Single-channel modes whose pixel values are the label indices themselves ("P" = palette index).
 _LABEL_MODES = ("L", "P")

@@ -8,7 +8,7 @@ Expected layout under ``root``::
 
 Masks are single-channel 8-bit PNGs (mode ``L`` or ``P``) whose pixel values are class indices
 ``0..K-1`` or the ignore index. Class names, colours and the ignore index come from the config
-(``data.info``, an inline `tconvseg.data.info.DatasetInfo`).
+(``data.info``, an inline `tconvseg.data.datasets.info.DatasetInfo`).
 """
 
 from __future__ import annotations
@@ -18,11 +18,11 @@ from pathlib import Path
 
 import torch
 
-from .base import FilePairDataset, Transforms, pair_by_stem
-from .decode import allowed_table, check_label_values, check_same_size, load_image, load_label
-from .errors import DatasetError, DatasetNotFoundError
-from .groups import check_pattern
-from .info import DatasetInfo, dataset_info
+from tconvseg.data.datasets.base import FilePairDataset, Transforms, pair_by_stem
+from tconvseg.data.datasets.decode import allowed_table, check_label_values, check_same_size, load_image, load_label
+from tconvseg.data.datasets.info import DatasetInfo, dataset_info
+from tconvseg.data.errors import DatasetError, DatasetNotFoundError
+from tconvseg.data.splits.groups import check_pattern
 
 _IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 _LAYOUT = "images/{split}/ holding the images and masks/{split}/ holding one same-named single-channel label PNG per image"

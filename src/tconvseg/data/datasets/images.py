@@ -18,9 +18,9 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset, Sampler
 
-from .base import Transforms, apply_transforms
-from .decode import load_image
-from .errors import DatasetError, DatasetNotFoundError, list_some
+from tconvseg.data.datasets.base import Transforms, apply_transforms
+from tconvseg.data.datasets.decode import load_image
+from tconvseg.data.errors import DatasetError, DatasetNotFoundError, list_some
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 OnError = Literal["stop", "skip"]

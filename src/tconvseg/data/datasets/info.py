@@ -23,7 +23,7 @@ class DatasetInfo:
         palette: one RGB colour per class, same length as ``class_names``.
         ignore_color: RGB colour used to draw ``ignore_index`` pixels.
         selection_groups: the groups (drives) that levers are chosen on when held out (``data.holdout``): a sweep
-            under a holdout may optimise only these (`tconvseg.selection`).
+            under a holdout may optimise only these (`tconvseg.training.selection`).
         confirmation_groups: the groups that confirm a choice and are never chosen on: a run that holds them out
             writes no best-by-val checkpoint, stops early on nothing and optimises nothing.
     """
@@ -99,7 +99,7 @@ CAMVID = DatasetInfo(
         (128, 128, 128), (128, 0, 0), (192, 192, 128), (128, 64, 128), (60, 40, 222), (128, 128, 0),
         (192, 128, 128), (64, 64, 128), (64, 0, 128), (64, 64, 0), (0, 128, 192),
     ),
-    # The drive-held-out protocol (docs/results.md, "New streets", amendment 25): levers are chosen with 0006R0
+    # The drive-held-out protocol (docs/protocol.md, "Amendments", amendment 25): levers are chosen with 0006R0
     # held out and confirmed with 0016E5 held out, never chosen on. 0001TP (dusk) is neither: for information.
     selection_groups=("0006R0",),
     confirmation_groups=("0016E5",),
@@ -137,7 +137,7 @@ def dataset_info(name: str) -> DatasetInfo:
 
 
 def synthetic_info(num_classes: int) -> DatasetInfo:
-    """Info for `tconvseg.data.synthetic.SyntheticShapesDataset` with ``num_classes`` classes.
+    """Info for `tconvseg.data.datasets.synthetic.SyntheticShapesDataset` with ``num_classes`` classes.
 
     Class 0 is the noise background; classes ``1..num_classes-1`` are shapes drawn in their palette colour.
     """

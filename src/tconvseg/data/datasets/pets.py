@@ -18,10 +18,10 @@ from pathlib import Path
 import torch
 from torchvision.datasets import OxfordIIITPet
 
-from .base import FilePairDataset, Transforms
-from .decode import allowed_table, check_label_values, load_label
-from .errors import DatasetError, DatasetNotFoundError, download_hint
-from .info import PETS
+from tconvseg.data.datasets.base import FilePairDataset, Transforms
+from tconvseg.data.datasets.decode import allowed_table, check_label_values, load_label
+from tconvseg.data.datasets.info import PETS
+from tconvseg.data.errors import DatasetError, DatasetNotFoundError, download_hint
 
 SPLITS = ("train", "val", "trainval", "test")
 _LAYOUT = (

@@ -7,7 +7,7 @@ from collections.abc import Iterable, Sequence
 
 import torch
 
-from .decode import label_histogram
+from tconvseg.data.datasets.decode import label_histogram
 
 COMPUTED_WEIGHTINGS = ("median_frequency", "median_frequency_sqrt")
 """The weight methods computed from the train masks (also the computed values of ``model.class_weighting``)."""

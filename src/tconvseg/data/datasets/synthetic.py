@@ -12,8 +12,8 @@ from collections.abc import Mapping, Sequence
 
 import torch
 
-from .base import SegmentationDataset, Transforms
-from .info import synthetic_info
+from tconvseg.data.datasets.base import SegmentationDataset, Transforms
+from tconvseg.data.datasets.info import synthetic_info
 
 _SPLIT_OFFSETS = {"train": 0, "val": 1, "test": 2}
 _MAX_ITEMS = 1_000_003  # per-item seeds are seed * _MAX_ITEMS + index, unique while index < _MAX_ITEMS

@@ -15,10 +15,10 @@ from pathlib import Path
 import torch
 from torchvision.datasets import VOCSegmentation
 
-from .base import FilePairDataset, Transforms
-from .decode import allowed_table, check_label_values, load_label
-from .errors import DatasetError, DatasetNotFoundError, download_hint
-from .info import VOC
+from tconvseg.data.datasets.base import FilePairDataset, Transforms
+from tconvseg.data.datasets.decode import allowed_table, check_label_values, load_label
+from tconvseg.data.datasets.info import VOC
+from tconvseg.data.errors import DatasetError, DatasetNotFoundError, download_hint
 
 _EXPECTED_LABELS = f"class indices 0..{VOC.num_classes - 1} or {VOC.ignore_index} (boundary)"
 

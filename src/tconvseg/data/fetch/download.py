@@ -4,7 +4,7 @@ Only the archive's ``<top>/CamVid/`` folder is extracted, directly into ``root``
 
 * **Pinned.** `DEFAULT_URL` is the GitHub archive of one commit (`PINNED_COMMIT`), not a
   branch. GitHub makes the zip on request and does not promise stable bytes, so the *content* is
-  checked: the git tree id of the extracted folder (`tconvseg.data.integrity.git_tree_id`) must
+  checked: the git tree id of the extracted folder (`tconvseg.data.fetch.integrity.git_tree_id`) must
   be `PINNED_TREE`, git's id of ``CamVid/`` in that commit. An optional SHA-256 of the archive
   file (for a mirror of one fixed file) is checked before extraction.
 * **Bounded.** Each socket operation has a timeout; the download stops past ``max_download_bytes``
@@ -25,9 +25,9 @@ import urllib.request
 from collections.abc import Sequence
 from pathlib import Path
 
-from .errors import DatasetError
-from .extract import DEFAULT_MAX_EXTRACT_BYTES, DEFAULT_URL, PINNED_TREE, extract_camvid
-from .integrity import check_hex, check_positive
+from tconvseg.data.errors import DatasetError
+from tconvseg.data.fetch.extract import DEFAULT_MAX_EXTRACT_BYTES, DEFAULT_URL, PINNED_TREE, extract_camvid
+from tconvseg.data.fetch.integrity import check_hex, check_positive
 
 DEFAULT_TIMEOUT = 60.0
 """Seconds any single socket operation (connect, each read) may wait before the download fails."""

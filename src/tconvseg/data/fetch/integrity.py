@@ -14,7 +14,7 @@ import re
 import stat
 from pathlib import Path
 
-from .errors import DatasetError
+from tconvseg.data.errors import DatasetError
 
 _CHUNK = 1 << 20
 _EMPTY_TREE = "4b825dc642cb6eb9a060e54bf8d69288fbee4904"

@@ -6,7 +6,7 @@ file name and build train / held-out index lists that never share a group.
 
 ``SegmentationDataset.groups()`` gives one group name per item; `holdout_indices` turns a list of
 held-out group names into ``(kept, held_out)`` indices, `leave_one_group_out` names the group of one
-fold; `tconvseg.data.pooled.PooledView` serves the resulting subsets.
+fold; `tconvseg.data.splits.pooled.PooledView` serves the resulting subsets.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import re
 from collections import Counter
 from collections.abc import Sequence
 
-from .errors import DatasetError
+from tconvseg.data.errors import DatasetError
 
 #: CamVid's file names start with their drive: ``0001TP_006690.png``, ``Seq05VD_f00000.png``.
 CAMVID_GROUP_PATTERN = r"^([^_]+)_"

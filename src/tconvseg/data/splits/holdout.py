@@ -2,7 +2,7 @@
 
 `GroupHoldout` checks the options once, builds the pool lazily (through the datamodule's split
 factory, so the decoded cache is shared by both sides) and serves the kept and held-out sides as
-`tconvseg.data.pooled.PooledView` splits.
+`tconvseg.data.splits.pooled.PooledView` splits.
 """
 
 from __future__ import annotations
@@ -10,9 +10,9 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from .base import SegmentationDataset, Transforms
-from .groups import describe_groups, holdout_indices, leave_one_group_out
-from .pooled import PooledView
+from tconvseg.data.datasets.base import SegmentationDataset, Transforms
+from tconvseg.data.splits.groups import describe_groups, holdout_indices, leave_one_group_out
+from tconvseg.data.splits.pooled import PooledView
 
 #: Split name of the held-out groups (the val role's split under a holdout).
 HOLDOUT_SPLIT = "holdout"

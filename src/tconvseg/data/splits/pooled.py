@@ -6,8 +6,8 @@ from collections.abc import Sequence
 
 import torch
 
-from .base import SegmentationDataset, Transforms
-from .errors import DatasetError
+from tconvseg.data.datasets.base import SegmentationDataset, Transforms
+from tconvseg.data.errors import DatasetError
 
 
 class PooledView(SegmentationDataset):

@@ -1,0 +1,1 @@
+"""Fetching a dataset: the pinned download, safe archive extraction and integrity checks."""

@@ -1,0 +1,1 @@
+"""Splits by drive / sequence: groups of items, a held-out group, pooled splits, split names and samplers."""
