@@ -9,6 +9,7 @@ import torch
 from PIL import Image
 
 from tconvseg.data import CamVidDataset, SegmentationDataModule
+from tconvseg.data.splits.holdout import HoldoutOptions
 from tconvseg.tasks.evaluate import evaluate
 from tconvseg.tasks.train import train
 from tconvseg.training.checkpoints import CKPT_RUN_IDENTITY
@@ -63,7 +64,7 @@ def by_hand_median_frequency(mask_files: list, num_classes: int = 11) -> torch.T
 def test_class_weights_under_a_holdout_come_from_the_kept_masks_only(tmp_path):
     root = tmp_path / "CamVid"
     make_camvid_tree(root, n_train=6, n_val=3, n_test=0, size=(24, 32), groups=("0001TP", "0006R0", "0016E5"))
-    dm = _module(root, holdout="sequence", holdout_groups=["0006R0"])  # pool train + val
+    dm = _module(root, holdout=HoldoutOptions.sequence(["0006R0"]))  # pool train + val
     kept = [root / f"{split}annot" / f"{name}.png" for split in ("train", "val") for name in CamVidDataset(root, split).names()
             if not name.startswith("0006R0")]
     assert len(kept) == 6
@@ -92,8 +93,8 @@ def test_under_a_holdout_the_list_must_be_the_pool_and_the_holdout_decides(tmp_p
     root = tmp_path / "CamVid"
     make_camvid_tree(root, n_train=6, n_val=2, n_test=0, size=(24, 32), groups=("0001TP", "0006R0", "0016E5"))
     with pytest.raises(ValueError, match=r"data.splits.train=\['train', 'val'\] and data.holdout_pool=\['train'\] differ"):
-        _module(root, splits={"train": ["train", "val"]}, holdout="sequence", holdout_groups=["0006R0"], holdout_pool=["train"])
-    dm = _module(root, splits={"train": ["train", "val"]}, holdout="sequence", holdout_groups=["0006R0"])  # pool [train, val]
+        _module(root, splits={"train": ["train", "val"]}, holdout=HoldoutOptions.sequence(["0006R0"], pool=["train"]))
+    dm = _module(root, splits={"train": ["train", "val"]}, holdout=HoldoutOptions.sequence(["0006R0"]))  # pool [train, val]
     trained = dm.dataset("train").names()
     assert not dm.pools_train_splits and len(trained) == 5 and not any(n.startswith("0006R0") for n in trained)
     assert dm.dataset("val").names() == ["0006R0_train_0001", "0006R0_train_0004", "0006R0_val_0001"]

@@ -7,12 +7,12 @@ import numpy as np
 import pytest
 import torch
 from hydra.errors import InstantiationException
-from hydra.utils import instantiate
 from omegaconf import OmegaConf
 from PIL import Image
 
 from tconvseg.data import DatasetError, DatasetNotFoundError, SegmentationDataModule, synthetic_split
 from tconvseg.entry import CONFIG_DIR
+from tconvseg.training.builders import build_datamodule
 from tests.helpers.fakes import make_camvid_tree, make_pets_tree, make_voc_tree, write_png
 
 CONFIGS = CONFIG_DIR / "data"
@@ -23,7 +23,7 @@ def build(name: str, data_dir: Path, **overrides):
     cfg = OmegaConf.create({"paths": {"data_dir": str(data_dir)}, "data": OmegaConf.load(CONFIGS / f"{name}.yaml")})
     for key, value in overrides.items():
         OmegaConf.update(cfg, f"data.{key}", value, merge=False)
-    return instantiate(cfg.data)
+    return build_datamodule(cfg)  # as train and eval build it: the holdout keys gathered into one HoldoutOptions
 
 
 def fake_data(name: str, root: Path) -> None:

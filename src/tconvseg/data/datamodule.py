@@ -25,7 +25,7 @@ from tconvseg.data.datasets.base import SegmentationDataset, Transforms, collate
 from tconvseg.data.datasets.info import DatasetInfo, dataset_info
 from tconvseg.data.datasets.stats import class_weights_by
 from tconvseg.data.errors import DatasetError
-from tconvseg.data.splits.holdout import HOLDOUT_SPLIT, GroupHoldout
+from tconvseg.data.splits.holdout import HOLDOUT_SPLIT, HoldoutOptions
 from tconvseg.data.splits.pooled import PooledView
 from tconvseg.data.splits.samplers import EpochShuffleSampler, ShardSampler, trainer_shard
 from tconvseg.data.splits.split_names import check_train_excludes_held_out, check_train_splits_match_pool, split_map
@@ -52,10 +52,9 @@ class SegmentationDataModule(lightning.LightningDataModule):
         seed: seed of the training shuffle; ``None`` derives it from ``torch.initial_seed()``, which
             ``lightning.seed_everything`` sets, so seeded runs see the same order. The order of an
             epoch depends only on the seed and the epoch number (see `EpochShuffleSampler`).
-        holdout: hold whole groups (drives) out as the split ``"holdout"`` (the val role); ``None``: no holdout.
-        holdout_groups: the groups held out under ``holdout="sequence"``.
-        holdout_fold: the fold held out under ``holdout="kfold"``.
-        holdout_pool: the splits pooled before holding out.
+        holdout: whole groups (drives) to hold out as the split ``"holdout"`` (the val role), as one
+            `HoldoutOptions` (a config's ``data.holdout*`` keys, gathered by `HoldoutOptions.from_config`);
+            ``None``: no holdout.
         augment_on: ``"loader"`` (per item, `train_transforms`, in the loader) or ``"device"`` (per batch,
             `tconvseg.data.augment.batch_augment.BatchAugment`, in `on_after_batch_transfer`, training only).
         device_cache: with ``augment_on="device"``: keep the training split on the device (batches are index
@@ -79,10 +78,7 @@ class SegmentationDataModule(lightning.LightningDataModule):
         splits: Mapping[str, str] | None = None,
         drop_last: bool = False,
         seed: int | None = None,
-        holdout: str | None = None,
-        holdout_groups: list[str] | None = None,
-        holdout_fold: int | None = None,
-        holdout_pool: list[str] | None = None,
+        holdout: HoldoutOptions | None = None,
         augment_on: str = "loader",
         device_cache: str | bool = "auto",
         device_cache_fraction: float = 0.5,
@@ -96,10 +92,13 @@ class SegmentationDataModule(lightning.LightningDataModule):
         if num_workers < 0:
             raise ValueError(f"num_workers={num_workers} is invalid; expected >= 0")
         self.splits, self.train_splits = split_map(splits)
-        self._holdout = GroupHoldout.from_options(holdout, holdout_groups, holdout_fold, holdout_pool)
-        check_train_excludes_held_out(self.train_splits, self._holdout.pool if self._holdout else None, holdout if self._holdout else None)
+        if holdout is not None and not isinstance(holdout, HoldoutOptions):
+            raise TypeError(f"holdout={holdout!r} is invalid; expected a HoldoutOptions (HoldoutOptions.from_config(cfg.data)) or None")
+        self._holdout = holdout.checked() if holdout is not None else None
+        mode = self._holdout.mode if self._holdout else None
+        check_train_excludes_held_out(self.train_splits, self._holdout.pool if self._holdout else None, mode)
         if self._holdout is not None:
-            check_train_splits_match_pool(self.train_splits, self._holdout.pool, holdout)
+            check_train_splits_match_pool(self.train_splits, self._holdout.pool, mode)
             self.splits["val"] = HOLDOUT_SPLIT
         self._dataset_factory = dataset
         self._train_spec = dict(train_transforms or {}) if isinstance(train_transforms, Mapping) or train_transforms is None else None

@@ -14,7 +14,7 @@ from rich.console import Console
 from rich.table import Table
 
 from tconvseg.callbacks import BatchNormAdaptation, ConfusionMatrixRecorder
-from tconvseg.data.splits.holdout import HOLDOUT_SPLIT
+from tconvseg.data.splits.holdout import HOLDOUT_SPLIT, HoldoutOptions
 from tconvseg.data.splits.pooled import item_sources
 from tconvseg.entry import run_hydra
 from tconvseg.inference.eval_pictures import write_eval_pictures
@@ -129,10 +129,7 @@ def holdout_from_checkpoint(cfg: DictConfig, checkpoint: dict, ckpt_path: str) -
         return cfg
     cfg = copy.deepcopy(cfg)
     with open_dict(cfg):
-        cfg.data.holdout = "sequence"
-        cfg.data.holdout_groups = list(stored["held_out"])
-        cfg.data.holdout_fold = None
-        cfg.data.holdout_pool = list(stored["pool"])
+        cfg.data.update(HoldoutOptions.sequence(stored["held_out"], pool=stored["pool"]).to_config())
     log.info("Holdout from %s: groups %s of the splits %s held out (split=holdout scores them)", ckpt_path, stored["held_out"], stored["pool"])
     return cfg
 

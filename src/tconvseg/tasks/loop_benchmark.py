@@ -24,7 +24,6 @@ from typing import Any
 
 import torch
 from hydra import compose, initialize_config_dir
-from hydra.utils import instantiate
 from lightning.fabric.utilities.apply_func import move_data_to_device
 from rich.table import Table
 
@@ -83,13 +82,13 @@ def loop_measure(overrides: Sequence[str], steps: int = 20, warmup: int = 3, dev
     """Measure the step alone and the full loop of the training config composed with ``overrides`` (see the module doc)."""
     if threads:
         torch.set_num_threads(threads)
-    from tconvseg.training.builders import build_system, class_weights_for
+    from tconvseg.training.builders import build_datamodule, build_system, class_weights_for
 
     torch.manual_seed(0)
     dev = torch.device(device)
     with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
         cfg = compose(config_name="train", overrides=list(overrides))
-    datamodule = instantiate(cfg.data)
+    datamodule = build_datamodule(cfg)
     datamodule.trainer = SimpleNamespace(training=True, current_epoch=0, world_size=1, strategy=SimpleNamespace(root_device=dev))
     system = build_system(cfg.model, datamodule.info, class_weights_for(cfg.model, datamodule)).to(dev)
     system.setup("fit")

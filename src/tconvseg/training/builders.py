@@ -13,6 +13,7 @@ from omegaconf.errors import MissingMandatoryValue
 
 from tconvseg.data import DatasetInfo, SegmentationDataModule
 from tconvseg.data.datasets.stats import COMPUTED_WEIGHTINGS
+from tconvseg.data.splits.holdout import HOLDOUT_KEYS, HoldoutOptions
 from tconvseg.training.atomic import AtomicCheckpointIO
 from tconvseg.training.cluster import cluster_plugins
 from tconvseg.training.system import SegmentationSystem
@@ -23,8 +24,16 @@ class ConfigError(ValueError):
 
 
 def build_datamodule(cfg: DictConfig) -> SegmentationDataModule:
-    """The data module of ``cfg.data``."""
-    datamodule = instantiate(cfg.data)
+    """The data module of ``cfg.data``; its flat ``holdout*`` keys reach it as one `HoldoutOptions`."""
+    data = cfg.data
+    if isinstance(data, DictConfig) and any(key in data for key in HOLDOUT_KEYS):
+        # resolved first: the cut-down copy has no root to resolve ${paths.data_dir} and the like against
+        resolved: dict[str, Any] = OmegaConf.to_container(data, resolve=True)  # type: ignore[assignment]
+        rest = OmegaConf.create({key: value for key, value in resolved.items() if key not in HOLDOUT_KEYS})
+        # partial, then called: instantiate's own kwargs are merged into the config, which would turn the options into a dict
+        datamodule = instantiate(rest, _partial_=True)(holdout=HoldoutOptions.from_config(resolved))
+    else:
+        datamodule = instantiate(data)
     if not isinstance(datamodule, SegmentationDataModule):
         raise ConfigError(f"data config builds a {type(datamodule).__name__}, expected a SegmentationDataModule")
     return datamodule
