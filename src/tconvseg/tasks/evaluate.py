@@ -14,6 +14,7 @@ from rich.console import Console
 from rich.table import Table
 
 from tconvseg.callbacks import BatchNormAdaptation, ConfusionMatrixRecorder
+from tconvseg.data import SegmentationDataModule
 from tconvseg.data.splits.holdout import HOLDOUT_SPLIT, HoldoutOptions
 from tconvseg.data.splits.pooled import item_sources
 from tconvseg.entry import run_hydra
@@ -51,10 +52,7 @@ def evaluate(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
     adapt_bn = options.adapt_bn
     ckpt_path = resolve_checkpoint(str(cfg.ckpt_path), cfg.paths.log_dir)
     checkpoint = load_checkpoint(ckpt_path)
-    cfg = holdout_from_checkpoint(cfg, checkpoint, ckpt_path)
-    datamodule = build_datamodule(cfg)
-    _check_holdout_matches(datamodule, checkpoint, ckpt_path, cfg.split)
-    datamodule.splits["test"] = cfg.split  # the test loop scores whichever split was asked for
+    cfg, datamodule = split_datamodule(cfg, checkpoint, ckpt_path, cfg.split)
     model = restore(cfg, options, loaded=(ckpt_path, checkpoint), info=datamodule.info, model_cfg=_model_cfg(cfg, checkpoint, ckpt_path)).system
     check_input_normalization(model.net, cfg.get("data"))
 
@@ -67,7 +65,7 @@ def evaluate(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
     objects = {"cfg": cfg, "datamodule": datamodule, "model": model, "trainer": trainer, "json_path": json_path}
     if not trainer.is_global_zero:  # under DDP every rank holds the reduced metrics; one reports them
         return metrics, objects
-    trained_on = _trained_on(checkpoint, ckpt_path, datamodule, cfg.split)  # the split is built (by the test loop) by now
+    trained_on = trained_on_report(checkpoint, ckpt_path, datamodule, cfg.split)  # the split is built (by the test loop) by now
     print_report(metrics, cfg.split, list(datamodule.info.class_names))
     report = {
         "checkpoint": str(Path(ckpt_path).resolve()), "split": cfg.split, "epoch": checkpoint.get("epoch"),
@@ -80,6 +78,24 @@ def evaluate(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
     pictures = write_eval_pictures(recorder, model, datamodule.dataset("test"), datamodule.info, json_path.parent, tag, cfg.get("samples", 4))
     log.info("Wrote %s", ", ".join(str(p) for p in pictures))
     return metrics, objects
+
+
+def split_datamodule(cfg: DictConfig, checkpoint: dict, ckpt_path: str, split: str) -> tuple[DictConfig, SegmentationDataModule]:
+    """``(cfg, datamodule)``: the data module whose test role serves ``split`` as the checkpoint's run defined it.
+
+    The checkpoint's holdout is taken when ``data.holdout`` is null (`holdout_from_checkpoint`, which returns the
+    ``cfg`` used), and a config that holds out other groups, or ``split=holdout`` for a run that held nothing
+    out, is refused. What eval scores, and what export's int8 check calibrates and scores on.
+    """
+    if cfg.get("split") != split:
+        cfg = copy.deepcopy(cfg)
+        with open_dict(cfg):
+            cfg.split = split
+    cfg = holdout_from_checkpoint(cfg, checkpoint, ckpt_path)
+    datamodule = build_datamodule(cfg)
+    _check_holdout_matches(datamodule, checkpoint, ckpt_path, split)
+    datamodule.splits["test"] = split  # the test loop scores whichever split was asked for
+    return cfg, datamodule
 
 
 def _model_cfg(cfg: DictConfig, checkpoint: dict, ckpt_path: str) -> DictConfig | None:
@@ -134,7 +150,7 @@ def holdout_from_checkpoint(cfg: DictConfig, checkpoint: dict, ckpt_path: str) -
     return cfg
 
 
-def _trained_on(checkpoint: dict, ckpt_path: str, datamodule: Any, split: str) -> dict[str, Any]:
+def trained_on_report(checkpoint: dict, ckpt_path: str, datamodule: Any, split: str) -> dict[str, Any]:
     """How many of the scored items the run trained on, computed from its run record; warns when any.
 
     Returns the report's fields: ``trained_on_split`` (any scored item was trained on; ``None`` when the
@@ -158,7 +174,7 @@ def _trained_on(checkpoint: dict, ckpt_path: str, datamodule: Any, split: str) -
 def _check_holdout_matches(datamodule: Any, checkpoint: dict, ckpt_path: str, split: str) -> None:
     """Refuse a holdout that differs from the checkpoint's, and ``split=holdout`` for a run that held nothing out.
 
-    What the run trained on among the scored items is computed afterwards (`_trained_on`).
+    What the run trained on among the scored items is computed afterwards (`trained_on_report`).
     """
     stored = _stored_holdout(checkpoint)
     if datamodule.holdout is None:
