@@ -1,4 +1,4 @@
-"""The results page's tables built from run records (docs/records/runs/<run>.json), never typed by hand.
+"""The results page's tables built from records (docs/records/runs/<run>.json, docs/records/tables/<table>.json), never typed by hand.
 
     python scripts/results_tables.py --check            # exit 1 if a table on a page and its records disagree
     python scripts/results_tables.py --write            # rewrite the tables on the pages from the records
@@ -17,8 +17,12 @@ with a marker line and the table follows it up to the closing marker::
     <!-- /records -->
 
 Kinds: ``summary`` (label, seed, steps, wall clock, the split's mIoU, val's mIoU) and ``per_class`` (the split's IoU
-per class). The docs build (mkdocs ``hooks:``, `on_page_markdown`) rebuilds every table from the records, and
-``tests/test_results_records.py`` fails when the committed page differs from what the records give.
+per class) over run records, and ``table <table_id>``: any table, its header and rows held in
+``docs/records/tables/<table_id>.json`` with the provenance of every row (docs/records/README.md describes the format;
+most of those were transcribed from the page once their run folders were gone, and say so in their ``source``). The
+docs build (mkdocs ``hooks:``, `on_page_markdown`) rebuilds every table from the records; ``--check`` and
+``tests/test_results_records.py`` fail when the committed page differs from what the records give, or when a table
+outside a records block measures something (every section but "Not measured").
 """
 
 from __future__ import annotations
@@ -32,10 +36,22 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 RECORDS = ROOT / "docs" / "records" / "runs"
+TABLES = ROOT / "docs" / "records" / "tables"
 PAGES = [ROOT / "docs" / "results.md"]
 # Blank lines around the table: Markdown ends an HTML block (the marker) at a blank line, not at a table row.
 BLOCK = re.compile(r"(<!-- records: (?P<spec>[^>]*?) -->\n\n)(?P<table>.*?)(\n<!-- /records -->)", re.S)
 REQUIRED = ("name", "label", "command", "machine", "date", "commit", "seed", "steps", "train_seconds", "metrics")
+#: What every row of a table record answers (``provenance()``): from its run record, else its own keys over its table's
+#: ``provenance``; ``null`` where the page never said.
+PROVENANCE = ("command", "machine", "date", "commit")
+ROW_KEYS = {"cells", "run", "trained", "evaluate", "time_utc", "note", *PROVENANCE}
+#: ``{{holdout/mIoU:pct2}}`` in a cell: the figure from the row's run record (a metric key, or steps / seed / train_seconds).
+PLACEHOLDER = re.compile(r"\{\{(?P<key>[^{}:]+)(?::(?P<fmt>\w+))?\}\}")
+FORMATS = {"pct2": lambda v: f"{100 * v:.2f}", "pct1": lambda v: f"{100 * v:.1f}", "wall": lambda v: _wall(v), "": str}
+ALIGN = {"---", ":---", "---:", ":---:"}
+#: Sections whose tables need not come from records (they measure nothing).
+NOT_MEASURED = ("Not measured",)
+TABLE_LINE = re.compile(r"^\|.*\|$")
 
 
 def load_record(name: str, records: Path = RECORDS) -> dict[str, Any]:
@@ -80,18 +96,110 @@ def table(kind: str, split: str, names: list[str], records: Path = RECORDS) -> s
     return "\n".join(lines) + "\n"
 
 
-def render(markdown: str, records: Path = RECORDS) -> str:
+def load_table(table_id: str, tables: Path = TABLES) -> dict[str, Any]:
+    """The table record ``table_id``: ``columns`` (headers), optional ``align``, ``provenance``, ``source`` and
+    ``rows`` (each ``cells``, one string per column, and optional run / provenance keys); a malformed one is an error
+    naming the file and what was expected."""
+    path = tables / f"{table_id}.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"no table record {path} for table {table_id!r}")
+    record = json.loads(path.read_text())
+    columns, rows = record.get("columns"), record.get("rows")
+    if record.get("table") != table_id or not columns or not rows:
+        raise ValueError(f"{path}: expected \"table\": {table_id!r}, a list of \"columns\" and a list of \"rows\"")
+    align = record.get("align", ["---"] * len(columns))
+    if len(align) != len(columns) or not set(align) <= ALIGN:
+        raise ValueError(f"{path}: \"align\" needs one of {sorted(ALIGN)} per column ({len(columns)})")
+    for n, row in enumerate(rows):
+        unknown = set(row) - ROW_KEYS
+        if unknown or len(row.get("cells", [])) != len(columns) or not all(isinstance(c, str) for c in row["cells"]):
+            raise ValueError(f"{path}: row {n} has unknown keys {sorted(unknown)} or not {len(columns)} string cells; "
+                             f"expected the keys {sorted(ROW_KEYS)}")
+    return record
+
+
+def run_record(name: str | None, records: Path = RECORDS) -> dict[str, Any] | None:
+    """The run record of ``name`` when there is one, else ``None``."""
+    return load_record(name, records) if name and (records / f"{name}.json").is_file() else None
+
+
+def provenance(record: dict[str, Any], row: dict[str, Any], tables: Path = TABLES, records: Path = RECORDS) -> dict[str, Any]:
+    """What made ``row``'s figures: its run record's fields if its run has one; else the row's own keys over its
+    table's ``provenance`` (``null``: the page never said), with ``source``, and ``trained_by``, the provenance of the
+    row of the same run in the table that ``trained`` names (the checkpoint a row's evaluation scored)."""
+    run = run_record(row.get("run"), records)
+    if run:
+        return {key: run[key] for key in PROVENANCE} | {"source": f"docs/records/runs/{run['name']}.json"}
+    found = dict.fromkeys(PROVENANCE) | record.get("provenance", {}) | {k: v for k, v in row.items() if k not in ("cells", "run", "trained")}
+    found["source"] = record.get("source")
+    if row.get("trained"):
+        trained = load_table(row["trained"], tables)
+        match = [r for r in trained["rows"] if r.get("run") == row.get("run")]
+        if not match:
+            raise ValueError(f"table {record['table']!r}: the row of run {row.get('run')!r} says trained in table {row['trained']!r}, "
+                             "which has no row of that run")
+        found["trained_by"] = provenance(trained, match[0], tables, records)
+    return found
+
+
+def _fill(cell: str, name: str | None, run: dict[str, Any] | None, where: str) -> str:
+    def figure(match: re.Match) -> str:
+        key, fmt = match["key"], match["fmt"] or ""
+        if run is None:
+            raise FileNotFoundError(f"{where}: the cell {cell!r} asks for {match[0]}, but there is no record docs/records/runs/{name}.json "
+                                    "of the row's run (or the row names no run)")
+        value = run["metrics"].get(key, run.get(key))
+        if value is None or fmt not in FORMATS:
+            raise ValueError(f"{where}: {match[0]}: no {key!r} in run {run['name']!r} or format {fmt!r} not one of {sorted(FORMATS)}")
+        return FORMATS[fmt](value)
+
+    return PLACEHOLDER.sub(figure, cell)
+
+
+def record_table(table_id: str, tables: Path = TABLES, records: Path = RECORDS) -> str:
+    """The markdown table (with a trailing newline) held by the table record ``table_id``; ``{{key:fmt}}`` in a cell
+    is the figure of the row's run record."""
+    record = load_table(table_id, tables)
+    align = record.get("align", ["---"] * len(record["columns"]))
+    lines = ["| " + " | ".join(record["columns"]) + " |", "| " + " | ".join(align) + " |"]
+    for n, row in enumerate(record["rows"]):
+        run = run_record(row.get("run"), records)
+        lines.append("| " + " | ".join(_fill(cell, row.get("run"), run, f"table {table_id!r} row {n}") for cell in row["cells"]) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def render(markdown: str, records: Path = RECORDS, tables: Path = TABLES) -> str:
     """``markdown`` with every records block's table rebuilt from the records."""
 
     def rebuild(match: re.Match) -> str:
-        kind, split, *names = match["spec"].split()
-        return match.group(1) + table(kind, split, names, records) + match.group(4)
+        kind, *args = match["spec"].split()
+        built = record_table(args[0], tables, records) if kind == "table" else table(kind, args[0], args[1:], records)
+        return match.group(1) + built + match.group(4)
 
     return BLOCK.sub(rebuild, markdown)
 
 
-def on_page_markdown(markdown: str, **_: Any) -> str:
-    """mkdocs hook: the page as built carries the tables the records give, whatever the committed text says."""
+def hand_typed_tables(markdown: str) -> list[str]:
+    """The first line (and its heading) of every markdown table outside a records block and outside the sections that
+    measure nothing (``NOT_MEASURED``): each should be built from a record."""
+    inside = [range(*m.span()) for m in BLOCK.finditer(markdown)]
+    found, section, offset, previous, fenced = [], "", 0, "", False
+    for line in markdown.splitlines(keepends=True):
+        fenced = fenced != line.lstrip().startswith("```")
+        if not fenced and line.startswith(("# ", "## ")):
+            section = line.strip("# \n")  # the page's title or a second-level section: the table's section
+        table_start = TABLE_LINE.match(line.strip()) and not TABLE_LINE.match(previous.strip())
+        if table_start and not fenced and section not in NOT_MEASURED and not any(offset in span for span in inside):
+            found.append(f"{section}: {line.strip()[:80]}")
+        offset, previous = offset + len(line), line
+    return found
+
+
+def on_page_markdown(markdown: str, page: Any = None, **_: Any) -> str:
+    """mkdocs hook: the pages of ``PAGES`` as built carry the tables the records give, whatever the committed text
+    says; other pages (docs/records/README.md shows a marker as an example) are left as they are."""
+    if page is not None and Path(page.file.abs_src_path).resolve() not in PAGES:
+        return markdown
     return render(markdown)
 
 
@@ -134,17 +242,19 @@ def main(argv: list[str] | None = None) -> int:
         out.write_text(json.dumps(record, indent=2) + "\n")
         print(out)
         return 0
-    stale = []
+    stale, typed = [], []
     for page in PAGES:
         text = page.read_text()
         built = render(text)
+        typed += [f"{page.relative_to(ROOT)}: a table typed by hand, not built from records: {t}" for t in hand_typed_tables(text)]
         if built != text:
             stale.append(page)
             if args.write:
                 page.write_text(built)
     for page in stale:
         print(f"{page.relative_to(ROOT)}: {'rewritten from' if args.write else 'differs from'} its records")
-    return 1 if stale and args.check else 0
+    print("\n".join(typed), end="\n" if typed else "")
+    return 1 if (stale or typed) and args.check else 0
 
 
 if __name__ == "__main__":
