@@ -4,6 +4,7 @@
         [--train-size 180x240] [--infer-size 180x240] [--flops-size 360x480] [--batch 8]
         [--steps 5] [--threads N] [--channels-last] [--compile] [--device cpu] [--json PATH] [--reference]
     python scripts/benchmark.py --loop "OVERRIDE ..." ["OVERRIDE ..." ...] [--steps 20] [--device cuda]
+    python scripts/benchmark.py --deploy [--models ...] [--sizes 360x480 720x960] [--backends ...] [--batch 1] [--steps 20]
 
 Each model is a model config option with optional overrides, e.g.
 ``fcn8s_mobilenet_v3,model.channels_last=true``; each run folder adds a row for its model (from
@@ -20,7 +21,9 @@ state leaks between rows:
   or ``max_memory_allocated`` (CUDA).
 
 ``--reference`` also times the from-scratch reference transposed conv against torch's. ``--loop``
-compares the training loop with the model step alone (`tconvseg.tasks.loop_benchmark`).
+compares the training loop with the model step alone (`tconvseg.tasks.loop_benchmark`). ``--deploy`` times
+inference under each CPU runtime: eager, channels_last, torch.compile, ONNX Runtime fp32 and int8
+(`tconvseg.tasks.deploy_benchmark`).
 
 Ratios in parentheses are to the best peer (torchvision model): the peer run with the highest val
 mIoU, else the peer with the fastest training. No speed target is asserted anywhere.
@@ -231,8 +234,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--train-size", default="180x240")
     parser.add_argument("--infer-size", default="180x240")
     parser.add_argument("--flops-size", default="360x480")
-    parser.add_argument("--batch", type=int, default=8)
-    parser.add_argument("--steps", type=int, default=5)
+    parser.add_argument("--batch", type=int, default=None, help="default 8; --deploy: 1")
+    parser.add_argument("--steps", type=int, default=None, help="default 5; --deploy: 20 timed calls")
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--channels-last", action="store_true", help="model.channels_last=true for every --models row")
     parser.add_argument("--compile", action="store_true", help="model.compile=true for every --models row")
@@ -241,14 +244,21 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--reference", action="store_true", help="also time the reference transposed conv")
     parser.add_argument("--loop", nargs="+", default=None, metavar="OVERRIDES",
                         help="loop mode: for each quoted set of training overrides, the step alone vs the full training loop")
+    parser.add_argument("--deploy", action="store_true", help="deploy mode: inference images/s per CPU runtime (eager ... onnx_int8)")
+    parser.add_argument("--sizes", nargs="+", default=None, help="--deploy: network input sizes HxW (default 360x480 720x960)")
+    parser.add_argument("--backends", nargs="+", default=None, help="--deploy: some of eager channels_last compile onnx_fp32 onnx_int8")
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> list[Row] | list[dict[str, Any]]:
     """``python scripts/benchmark.py``: measure, print the table, optionally write JSON; returns the rows."""
     args = build_parser().parse_args(argv)
+    args.batch = args.batch or (1 if args.deploy else 8)
+    args.steps = args.steps or (20 if args.deploy else 5)
     if args.loop:
         return _loop_mode(args)
+    if args.deploy:
+        return _deploy_mode(args)
     opts = {"train_size": _size(args.train_size), "infer_size": _size(args.infer_size), "flops_size": _size(args.flops_size),
             "batch": args.batch, "steps": args.steps, "threads": args.threads, "device": args.device}
     common = [o for flag, o in ((args.channels_last, "model.channels_last=true"), (args.compile, "model.compile=true")) if flag]
@@ -269,6 +279,18 @@ def main(argv: Sequence[str] | None = None) -> list[Row] | list[dict[str, Any]]:
         console.print(reference_table(args.device))
     if args.json:
         args.json.write_text(json.dumps([{**asdict(r), "is_peer": r.is_peer} for r in rows], indent=2, default=str))
+    return rows
+
+
+def _deploy_mode(args: argparse.Namespace) -> list[dict[str, Any]]:
+    from tconvseg.tasks.deploy_benchmark import BACKENDS, DEFAULT_DEPLOY_MODELS, deploy_rows, deploy_table
+
+    opts = {"batch": args.batch, "steps": args.steps, "threads": args.threads}
+    sizes = [_size(s) for s in (args.sizes or ["360x480", "720x960"])]
+    rows = deploy_rows(args.models or DEFAULT_DEPLOY_MODELS, sizes, args.backends or BACKENDS, opts, args.num_classes)
+    Console(width=250).print(deploy_table(rows, opts))
+    if args.json:
+        args.json.write_text(json.dumps(rows, indent=2))
     return rows
 
 
