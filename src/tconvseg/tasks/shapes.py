@@ -1,7 +1,9 @@
-"""``tconvseg-demo``: build FCNs and show that matched transposed convolutions restore odd sizes.
+"""``tconvseg-shapes``: build FCNs and show that matched transposed convolutions restore odd sizes.
 
 Prints, for each encoder, the encoder's steps, the decoder's matched steps and, for a few input
-sizes, the size after each stage and the logits' size (always the input's).
+sizes, the size after each stage and the logits' size (always the input's). No checkpoint or
+dataset needed (untrained networks). Until 2026-12 this was ``tconvseg-demo``, now the page to try
+a trained model (`tconvseg.tasks.demo`).
 """
 
 from __future__ import annotations
@@ -15,8 +17,9 @@ from rich.table import Table
 from tconvseg.nn import FCN, torchvision_encoder
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def main(argv: list[str] | None = None, prog: str | None = None) -> None:
+    """``tconvseg-shapes [--encoders NAME ...] [--sizes HxW ...] [--topology 8s]``."""
+    parser = argparse.ArgumentParser(prog=prog, description=__doc__.splitlines()[0])
     parser.add_argument("--encoders", nargs="+", default=["resnet18", "mobilenet_v3_large", "vgg16_bn"])
     parser.add_argument("--sizes", nargs="+", default=["97x131", "360x480", "33x47"])
     parser.add_argument("--topology", default="8s", choices=["32s", "16s", "8s", "full"])
