@@ -1,4 +1,4 @@
-"""Shape-restoration demo: python scripts/demo.py [--encoders resnet18 ...] [--sizes 97x131 ...]."""
+"""A page to try a model: python scripts/demo.py ckpt_path=PATH|last [port=7860] (same as tconvseg-demo; needs the demo extra)."""
 
 from tconvseg.tasks.demo import main
 

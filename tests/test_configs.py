@@ -216,7 +216,7 @@ def test_v2_is_v1_with_softer_class_weights_on_train_plus_val_and_the_end_of_sch
                 if type(c).__name__ == "ModelCheckpoint"]) == 1  # last_checkpoint only
 
 
-@pytest.mark.parametrize("entry", ["eval", "predict", "export"])
+@pytest.mark.parametrize("entry", ["eval", "predict", "export", "demo"])
 def test_the_inference_entry_points_share_one_defaults_file(entry, tmp_path):
     cfg = compose_cfg(entry, tmp_path, ["ckpt_path=x.ckpt"] + (["input=x.png"] if entry == "predict" else []))
     assert cfg.trusted_targets == [] and cfg.float32_matmul_precision == "high" and cfg.ckpt_path == "x.ckpt"

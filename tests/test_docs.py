@@ -2,8 +2,8 @@
 
 - every ```python block runs (fresh namespace, in a temporary working directory), unless the line
   right before it is ``<!-- no-run: reason -->`` with a reason;
-- every command of a ```bash block that runs a Hydra entry point (``scripts/{train,eval,predict,export}.py``
-  or ``tconvseg-{train,eval,predict,export}``) composes with its overrides, so a renamed option fails here;
+- every command of a ```bash block that runs a Hydra entry point (``scripts/{train,eval,predict,export,demo}.py``
+  or ``tconvseg-{train,eval,predict,export,demo}``) composes with its overrides, so a renamed option fails here;
 - the MkDocs site builds with ``--strict`` (broken links, anchors and docstrings are errors).
 """
 
@@ -31,7 +31,7 @@ NO_RUN = re.compile(r"^\s*<!--\s*no-run:(?P<reason>.*?)-->\s*$")
 FENCE = re.compile(r"^(?P<indent>\s*)(?P<fence>```+|~~~+)\s*(?P<lang>[\w+-]*)")
 SHELL = {"bash", "sh", "shell"}
 #: The token that starts an entry point, and the config it composes.
-ENTRY = re.compile(r"^(?:.*/)?(?:scripts/(?P<script>train|eval|predict|export)\.py|tconvseg-(?P<console>train|eval|predict|export))$")
+ENTRY = re.compile(r"^(?:.*/)?(?:scripts/(?P<script>train|eval|predict|export|demo)\.py|tconvseg-(?P<console>train|eval|predict|export|demo))$")
 #: Hydra's flags that take a value (the value is the next token, or follows "=").
 VALUE_FLAGS = {"--cfg", "-c", "--package", "-p", "--config-path", "-cp", "--config-dir", "-cd", "--config-name", "-cn", "--info", "-i"}
 #: A placeholder the reader fills in: ``<run>``, ``<best checkpoint>``.

@@ -35,8 +35,8 @@ def test_train_script_then_eval_console_script(tmp_path):
     assert f"{report['metrics']['val/mIoU']:.4f}" in checkpoints[0].name
 
 
-def test_demo_script_shows_restored_sizes(tmp_path):
-    result = run([sys.executable, str(ROOT / "scripts" / "demo.py"), "--encoders", "resnet18", "--sizes", "97x131", "5x3"], tmp_path)
+def test_shapes_script_shows_restored_sizes(tmp_path):
+    result = run([sys.executable, str(ROOT / "scripts" / "shapes.py"), "--encoders", "resnet18", "--sizes", "97x131", "5x3"], tmp_path)
     assert "97x131" in result.stdout and "NO" not in result.stdout
 
 
