@@ -103,3 +103,28 @@ def test_the_use_benchmark_measures_predict_and_onnx(budgeted_run, tmp_path):
     assert row["onnx_max_abs_diff"] < 1e-3
     with pytest.raises(SystemExit, match=r"--ckpt 'tiny': expected NAME=PATH"):
         bench_use.main(["--ckpt", "tiny", "--images", str(images)])
+
+
+def test_deploy_mode_times_each_runtime_against_eager_fp32(tmp_path, capsys):
+    out = tmp_path / "deploy.json"
+    rows = main(["--deploy", "--models", "tiny", "--sizes", "32x48", "--steps", "2", "--num-classes", "4",
+                 "--backends", "eager", "onnx_int8", "--json", str(out)])
+    assert [(r["model"], r["size"], r["backend"]) for r in rows] == [("tiny", [32, 48], "eager"), ("tiny", [32, 48], "onnx_int8")]
+    eager, int8 = rows
+    assert eager["error"] is None and int8["error"] is None, (eager["error"], int8["error"])
+    assert eager["ratio"] == pytest.approx(1.0) and int8["ratio"] == pytest.approx(int8["ips"] / eager["ips"])
+    assert all(r["ips"] > 0 and r["p50_ms"] > 0 and r["setup_s"] > 0 for r in rows)
+    assert json.loads(out.read_text()) == rows
+    printed = capsys.readouterr().out
+    assert "Deployment speed, batch 1" in printed and "onnx_int8" in printed
+
+
+def test_a_failing_backend_is_a_row_that_says_why_and_unknown_ones_are_named():
+    from tconvseg.tasks.benchmark import option_row
+    from tconvseg.tasks.deploy_benchmark import deploy_rows, measure_backend
+
+    model_cfg = option_row("tiny", [], 4).model_cfg
+    row = measure_backend(model_cfg, 4, "tflite", (16, 16), {"batch": 1, "steps": 1})
+    assert row["ips"] is None and row["error"].startswith("ValueError: backend 'tflite' is unknown; expected one of eager")
+    with pytest.raises(ValueError, match=r"--backends \['tensorrt'\] unknown; expected some of eager"):
+        deploy_rows(["tiny"], [(16, 16)], ["eager", "tensorrt"], {"batch": 1, "steps": 1})
