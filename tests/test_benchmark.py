@@ -107,8 +107,10 @@ def test_the_use_benchmark_measures_predict_and_onnx(budgeted_run, tmp_path):
 
 def test_deploy_mode_times_each_runtime_against_eager_fp32(tmp_path, capsys):
     out = tmp_path / "deploy.json"
+    record = tmp_path / "tables" / "deploy_speed.json"
+    record.parent.mkdir()
     rows = main(["--deploy", "--models", "tiny", "--sizes", "32x48", "--steps", "2", "--num-classes", "4",
-                 "--backends", "eager", "onnx_int8", "--json", str(out)])
+                 "--backends", "eager", "onnx_int8", "--json", str(out), "--record", str(record), "--machine", "test box"])
     assert [(r["model"], r["size"], r["backend"]) for r in rows] == [("tiny", [32, 48], "eager"), ("tiny", [32, 48], "onnx_int8")]
     eager, int8 = rows
     assert eager["error"] is None and int8["error"] is None, (eager["error"], int8["error"])
@@ -117,6 +119,13 @@ def test_deploy_mode_times_each_runtime_against_eager_fp32(tmp_path, capsys):
     assert json.loads(out.read_text()) == rows
     printed = capsys.readouterr().out
     assert "Deployment speed, batch 1" in printed and "onnx_int8" in printed
+    # the results page's table record: renders through the records builder with the measured figures
+    from tests.test_results_records import TOOL
+
+    written = json.loads(record.read_text())
+    assert written["provenance"]["machine"] == "test box" and "--deploy" in written["provenance"]["command"]
+    markdown = TOOL.record_table("deploy_speed", tables=record.parent)
+    assert f"| {int8['ips']:.2f} | {int8['ratio']:.2f}\u00d7 |" in markdown and markdown.count("\n") == 4
 
 
 def test_a_failing_backend_is_a_row_that_says_why_and_unknown_ones_are_named():

@@ -247,6 +247,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--deploy", action="store_true", help="deploy mode: inference images/s per CPU runtime (eager ... onnx_int8)")
     parser.add_argument("--sizes", nargs="+", default=None, help="--deploy: network input sizes HxW (default 360x480 720x960)")
     parser.add_argument("--backends", nargs="+", default=None, help="--deploy: some of eager channels_last compile onnx_fp32 onnx_int8")
+    parser.add_argument("--record", type=Path, default=None, help="--deploy: also write the table as a results-page table record")
+    parser.add_argument("--machine", default=None, help="--record: the machine, in words (default: cores, processor, torch)")
     return parser
 
 
@@ -258,7 +260,7 @@ def main(argv: Sequence[str] | None = None) -> list[Row] | list[dict[str, Any]]:
     if args.loop:
         return _loop_mode(args)
     if args.deploy:
-        return _deploy_mode(args)
+        return _deploy_mode(args, argv)
     opts = {"train_size": _size(args.train_size), "infer_size": _size(args.infer_size), "flops_size": _size(args.flops_size),
             "batch": args.batch, "steps": args.steps, "threads": args.threads, "device": args.device}
     common = [o for flag, o in ((args.channels_last, "model.channels_last=true"), (args.compile, "model.compile=true")) if flag]
@@ -282,8 +284,8 @@ def main(argv: Sequence[str] | None = None) -> list[Row] | list[dict[str, Any]]:
     return rows
 
 
-def _deploy_mode(args: argparse.Namespace) -> list[dict[str, Any]]:
-    from tconvseg.tasks.deploy_benchmark import BACKENDS, DEFAULT_DEPLOY_MODELS, deploy_rows, deploy_table
+def _deploy_mode(args: argparse.Namespace, argv: Sequence[str] | None) -> list[dict[str, Any]]:
+    from tconvseg.tasks.deploy_benchmark import BACKENDS, DEFAULT_DEPLOY_MODELS, deploy_rows, deploy_table, table_record
 
     opts = {"batch": args.batch, "steps": args.steps, "threads": args.threads}
     sizes = [_size(s) for s in (args.sizes or ["360x480", "720x960"])]
@@ -291,7 +293,27 @@ def _deploy_mode(args: argparse.Namespace) -> list[dict[str, Any]]:
     Console(width=250).print(deploy_table(rows, opts))
     if args.json:
         args.json.write_text(json.dumps(rows, indent=2))
+    if args.record:
+        record = table_record(rows, opts, "python scripts/benchmark.py " + " ".join(sys.argv[1:] if argv is None else argv),
+                              args.machine or _machine(), _git_commit())
+        args.record.write_text(json.dumps(record, indent=1, ensure_ascii=False) + "\n")
     return rows
+
+
+def _machine() -> str:
+    import os
+    import platform
+
+    return f"{os.cpu_count()} cores, {platform.processor() or platform.machine()}, torch {torch.__version__}"
+
+
+def _git_commit() -> str | None:
+    import subprocess
+
+    try:
+        return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True).stdout.strip() or None
+    except (OSError, subprocess.CalledProcessError):
+        return None
 
 
 def _loop_mode(args: argparse.Namespace) -> list[dict[str, Any]]:

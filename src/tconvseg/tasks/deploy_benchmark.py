@@ -123,3 +123,29 @@ def deploy_table(rows: Sequence[dict[str, Any]], opts: dict[str, Any]) -> Table:
         table.add_row(row["model"], f"{h}x{w}", row["backend"], f"{row['ips']:.2f}", f"{row['ratio']:.2f}x" if row["ratio"] else "",
                       f"{row['p50_ms']:.1f}", f"{row['setup_s']:.1f}")
     return table
+
+
+def table_record(rows: Sequence[dict[str, Any]], opts: dict[str, Any], command: str, machine: str, commit: str | None,
+                 table_id: str = "deploy_speed") -> dict[str, Any]:
+    """The rows as a results-page table record (``docs/records/tables/<table_id>.json``, format in ``docs/records/README.md``)."""
+    cells = []
+    for row in rows:
+        h, w = row["size"]
+        if row["error"]:
+            cells.append([f"`{row['model']}`", f"{h}\u00d7{w}", row["backend"], "failed", "", "", row["error"]])
+            continue
+        cells.append([f"`{row['model']}`", f"{h}\u00d7{w}", row["backend"], f"{row['ips']:.2f}", f"{row['ratio']:.2f}\u00d7",
+                      f"{row['p50_ms']:.1f}", f"{row['setup_s']:.1f}"])
+    return {
+        "table": table_id,
+        "what": "Deployment speed on the CPU: images/s and latency per model, input size and runtime, ratios to torch eager fp32",
+        "source": "measured: written by the command below (scripts/benchmark.py --deploy --record)",
+        "provenance": {
+            "command": command, "machine": machine, "date": time.strftime("%Y-%m-%d", time.gmtime()), "commit": commit,
+            "time_utc": time.strftime("%H:%M", time.gmtime()),
+            "note": f"batch {opts['batch']}, {opts['steps']} timed calls after a warm-up, each row in a fresh process; untrained weights",
+        },
+        "columns": ["model option", "input", "runtime", "images/s", "× eager fp32", "latency p50 (ms)", "setup (s)"],
+        "align": ["---", "---", "---", "---:", "---:", "---:", "---:"],
+        "rows": [{"cells": c} for c in cells],
+    }
