@@ -83,7 +83,10 @@ class VideoSource:
 
 def _open(av: Any, path: Path) -> Any:
     if not path.is_file():
-        raise DatasetNotFoundError(f"input={path}: no such video file; expected a clip ending in {', '.join(VIDEO_SUFFIXES)}")
+        raise DatasetNotFoundError(
+            f"input={path}: no such video file; expected one clip ending in {', '.join(VIDEO_SUFFIXES)} (a video input is a "
+            "single file, not a folder or a glob pattern)"
+        )
     try:
         container = av.open(str(path))
     except av.error.FFmpegError as exc:

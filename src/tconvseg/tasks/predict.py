@@ -107,7 +107,9 @@ def predict(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
 
     Raises:
         DatasetNotFoundError: the input names no image. DatasetError: an unreadable image
-            (``on_error=stop``), or none readable. ValueError: bad options or checkpoint.
+            (``on_error=stop``), or none readable. ValueError: bad options or checkpoint. VideoError (a
+            DatasetError): a video that cannot be opened or decoded to its end (see `predict_video`).
+        ImportError: a video input without PyAV (``pip install 'tconvseg[video]'``).
     """
     if cfg.get("on_error") not in ("stop", "skip"):
         raise ValueError(f"on_error={cfg.get('on_error')!r} is invalid; expected stop (the first unreadable image ends the run) or skip")

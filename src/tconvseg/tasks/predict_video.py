@@ -163,6 +163,11 @@ def predict_video(
     adaptation = [BatchNormAdaptation(restored.system, images=loader())] if options.adapt_bn else []
     trainer = build_trainer(cfg, logger=False, callbacks=[writer, *progress, *adaptation, *callbacks], enable_checkpointing=False,
                             enable_progress_bar=False)
+    if trainer.world_size > 1:
+        raise ValueError(
+            f"input={source.path}: a video is predicted in one process, but this run has {trainer.world_size} (each would decode "
+            "and write the whole clip); expected trainer.devices=1."
+        )
     try:
         with warnings.catch_warnings():
             # decoding happens in the main process on purpose (an iterable clip cannot be split among workers)
