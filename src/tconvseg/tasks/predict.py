@@ -4,7 +4,8 @@ For each input image, at its own size (or ``scale`` times it): ``<stem>.png``, a
 class indices, and ``<stem>_overlay.jpg``, the image blended with the class colours; once per run
 ``legend.png``. Runs through ``trainer.predict`` (CPU or GPU, a progress bar) with batches of
 same-size images; ``tta=flip`` averages each image with its mirror image, ``tta=multiscale_flip``
-also with copies resized by each of ``tta_scales``.
+also with copies resized by each of ``tta_scales``. A video input (.mp4 .avi .mov .mkv .webm) gives
+``<stem>_overlay.mp4`` instead, streamed frame batch by frame batch (`tconvseg.tasks.predict_video`).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from tconvseg.data.datasets.info import DatasetInfo
 from tconvseg.data.errors import DatasetError
 from tconvseg.entry import run_hydra
 from tconvseg.inference.restore import restore, set_up_inference
+from tconvseg.inference.video import is_video
 from tconvseg.inference.visualize import denormalize, legend, overlay, palette_png
 from tconvseg.training.atomic import atomic_save_image
 from tconvseg.training.builders import build_group, build_trainer
@@ -88,15 +90,26 @@ class _Predictor(L.LightningModule):
         return self.system.predict_step(batch["images"], batch_idx)
 
 
+def normalisation(cfg: DictConfig) -> tuple[Sequence[float] | None, Sequence[float] | None]:
+    """``(mean, std)`` of the data option's eval transforms: the normalisation the network saw in training."""
+    options = cfg.data.get("eval_transforms")
+    options = OmegaConf.to_container(options) if options else {}
+    return options.get("mean", IMAGENET_MEAN), options.get("std", IMAGENET_STD)  # type: ignore[union-attr]
+
+
 def predict(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
     """Segment every image of ``cfg.input`` with ``cfg.ckpt_path``; write the pictures to ``cfg.output_dir``.
+
+    An input ending in a video suffix (.mp4 .avi .mov .mkv .webm) is a clip: see `tconvseg.tasks.predict_video`.
 
     Returns ``(summary, objects)``: ``summary`` has ``written`` (stems), ``skipped`` (``(path,
     reason)``) and ``output_dir``; ``objects`` has ``cfg``, ``system``, ``info``, ``trainer``.
 
     Raises:
         DatasetNotFoundError: the input names no image. DatasetError: an unreadable image
-            (``on_error=stop``), or none readable. ValueError: bad options or checkpoint.
+            (``on_error=stop``), or none readable. ValueError: bad options or checkpoint. VideoError (a
+            DatasetError): a video that cannot be opened or decoded to its end (see `predict_video`).
+        ImportError: a video input without PyAV (``pip install 'tconvseg[video]'``).
     """
     if cfg.get("on_error") not in ("stop", "skip"):
         raise ValueError(f"on_error={cfg.get('on_error')!r} is invalid; expected stop (the first unreadable image ends the run) or skip")
@@ -108,13 +121,13 @@ def predict(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
     max_pixels = cfg.get("max_image_pixels", DEFAULT_MAX_IMAGE_PIXELS)
     if isinstance(max_pixels, bool) or not isinstance(max_pixels, int) or max_pixels < 1:
         raise ValueError(f"max_image_pixels={max_pixels!r} is invalid; expected a positive number of pixels (default {DEFAULT_MAX_IMAGE_PIXELS})")
+    if is_video(cfg.input):
+        from tconvseg.tasks.predict_video import predict_video  # imports this module's _Predictor: imported here, not above
+
+        return predict_video(cfg, options, scale=scale, max_pixels=max_pixels)
     files = list_images(str(cfg.input))
     restored = restore(cfg, options)
-
-    # The normalisation of the data option's eval transforms (what the network saw in training).
-    options = cfg.data.get("eval_transforms")
-    options = OmegaConf.to_container(options) if options else {}
-    mean, std = options.get("mean", IMAGENET_MEAN), options.get("std", IMAGENET_STD)  # type: ignore[union-attr]
+    mean, std = normalisation(cfg)
     dataset = ImageFilesDataset(files, eval_transforms(scale=scale, mean=mean, std=std), on_error=cfg.on_error, max_pixels=max_pixels)
     if not len(dataset):
         raise DatasetError(f"input={cfg.input}: none of its {len(files)} image(s) could be read: {dataset.failed[:3]}")
