@@ -9,13 +9,14 @@ Calibration reads ``calibration_images`` items spread over ``calibration_split``
 
 from __future__ import annotations
 
+import copy
 import logging
 import os
 import time
 from pathlib import Path
 from typing import Any
 
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from tconvseg.data.splits.holdout import HOLDOUT_SPLIT
 from tconvseg.data.splits.pooled import item_sources
@@ -69,6 +70,16 @@ def _trained_share(restored: Restored, datamodule: Any) -> tuple[int | None, int
     return (None if trained is None else sum(item in trained for item in scored)), len(scored), basis
 
 
+def _read_on_demand(cfg: DictConfig) -> DictConfig:
+    """``cfg`` with a cached dataset switched to reading items on demand: a few dozen calibration images and one
+    split are read, not every pair of every split decoded up front (CamVid's ``cache: true``)."""
+    if OmegaConf.select(cfg, "data.dataset.cache") is not True:
+        return cfg
+    cfg = copy.deepcopy(cfg)
+    cfg.data.dataset.cache = False
+    return cfg
+
+
 def export_int8(cfg: DictConfig, restored: Restored, fp32_path: Path, options: dict[str, Any]) -> dict[str, Any]:
     """Quantise ``fp32_path`` (calibrated on the training split), score both files, write the int8 file if its loss is allowed.
 
@@ -88,6 +99,7 @@ def export_int8(cfg: DictConfig, restored: Restored, fp32_path: Path, options: d
         raise ValueError(f"calibration_split and accuracy_split are both {accuracy_split!r}; expected the model's training split for "
                          "calibration (calibration_split=train) and one it did not train on for the accuracy cost")
 
+    cfg = _read_on_demand(cfg)
     _, calibration = split_datamodule(cfg, restored.checkpoint, restored.path, calibration_split)
     trained, total, basis = _trained_share(restored, calibration)
     if trained == 0:
