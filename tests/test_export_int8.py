@@ -51,6 +51,12 @@ def test_int8_file_is_written_with_both_scores_and_runs_at_any_size(ckpt, tmp_pa
     assert logits.shape == (2, 4, 45, 61) and np.isfinite(logits).all()
 
 
+def test_the_qoperator_format_writes_int8_operators(ckpt, tmp_path):
+    report, _ = _export(tmp_path, ckpt, "int8_max_miou_drop=100", "int8_format=qoperator", "accuracy_images=2")
+    ops = {node.op_type for node in onnx.load(report["int8"]["written"]).graph.node}
+    assert "QLinearConv" in ops and report["int8"]["int8_format"] == "qoperator" and report["int8"]["scored_items"] == 2
+
+
 def test_the_fp32_score_is_evaluations_score_on_the_same_split(ckpt, tmp_path):
     report, _ = _export(tmp_path, ckpt, "int8_max_miou_drop=100")
     metrics, _ = evaluate(compose_cfg("eval", tmp_path, ["data=synthetic", f"ckpt_path={ckpt}", "split=val", "samples=0", *CHEAP[:1]]))
@@ -109,6 +115,7 @@ def test_scoring_on_a_split_it_trained_on_is_refused(tmp_path):
         (["calibration_method=mse"], r"calibration_method='mse' is invalid; expected one of minmax, percentile, entropy"),
         (["int8_max_miou_drop=-1"], r"int8_max_miou_drop=-1 is invalid; expected mIoU points >= 0"),
         (["accuracy_images=0"], r"accuracy_images=0 is invalid"),
+        (["int8_format=fp16"], r"int8_format='fp16' is invalid; expected one of qdq, qoperator"),
     ],
 )
 def test_bad_int8_options_are_named_before_anything_is_read(tmp_path, extra, message):

@@ -27,6 +27,10 @@ from tconvseg.training.metrics import SegmentationMetrics
 
 #: ``calibration_method`` values and their ONNX Runtime names.
 CALIBRATION_METHODS = {"minmax": "MinMax", "percentile": "Percentile", "entropy": "Entropy"}
+#: ``int8_format`` values and their ONNX Runtime names: ``qdq`` keeps the float graph with QuantizeLinear /
+#: DequantizeLinear pairs (fused at load time), ``qoperator`` writes the int8 operators themselves (QLinearConv, ...).
+QUANT_FORMATS = {"qdq": "QDQ", "qoperator": "QOperator"}
+DEFAULT_QUANT_FORMAT = "qdq"
 _EXTRA_HINT = "install the export extra: pip install 'tconvseg[export]' (onnx, onnxscript, onnxruntime)"
 
 
@@ -63,15 +67,22 @@ def calibration_images(dataset: SegmentationDataset, count: int) -> list[np.ndar
     return [dataset[i][0].unsqueeze(0).numpy().astype(np.float32) for i in spread_indices(len(dataset), count)]
 
 
-def quantize_int8(fp32_path: str | Path, int8_path: str | Path, images: Sequence[np.ndarray], method: str = "minmax") -> None:
-    """Write ``int8_path``: ``fp32_path`` statically quantised (QDQ; int8 weights per channel, uint8 activations)
-    with activation ranges calibrated on ``images`` (each ``(1, 3, H, W)`` float32, normalised as in training).
+def quantize_int8(
+    fp32_path: str | Path, int8_path: str | Path, images: Sequence[np.ndarray], method: str = "minmax",
+    quant_format: str = DEFAULT_QUANT_FORMAT,
+) -> None:
+    """Write ``int8_path``: ``fp32_path`` statically quantised (int8 weights per channel, uint8 activations, in
+    ``quant_format``: one of `QUANT_FORMATS`) with activation ranges calibrated on ``images`` (each ``(1, 3, H, W)``
+    float32, normalised as in training).
 
     Raises:
-        ValueError: an unknown ``method`` (expected one of `CALIBRATION_METHODS`). ImportError: no onnxruntime.
+        ValueError: an unknown ``method`` or ``quant_format`` (expected one of `CALIBRATION_METHODS` /
+            `QUANT_FORMATS`). ImportError: no onnxruntime.
     """
     if method not in CALIBRATION_METHODS:
         raise ValueError(f"calibration_method={method!r} is invalid; expected one of {', '.join(CALIBRATION_METHODS)}")
+    if quant_format not in QUANT_FORMATS:
+        raise ValueError(f"int8_format={quant_format!r} is invalid; expected one of {', '.join(QUANT_FORMATS)}")
     _onnxruntime()
     from onnxruntime.quantization import CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
@@ -92,10 +103,10 @@ def quantize_int8(fp32_path: str | Path, int8_path: str | Path, images: Sequence
         quant_pre_process(str(fp32_path), str(prepared), skip_symbolic_shape=True)
         root = logging.getLogger()
         level = root.level
-        root.setLevel(max(level, logging.WARNING))  # the quantiser logs one INFO line per rescaled bias on the root logger
+        root.setLevel(max(level, logging.ERROR))  # the quantiser logs a line per rescaled bias and per integer tensor on the root logger
         try:
             quantize_static(
-                str(prepared), str(int8_path), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
+                str(prepared), str(int8_path), Reader(), quant_format=getattr(QuantFormat, QUANT_FORMATS[quant_format]), per_channel=True,
                 activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
                 calibrate_method=getattr(CalibrationMethod, CALIBRATION_METHODS[method]),
             )

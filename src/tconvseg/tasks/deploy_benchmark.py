@@ -1,13 +1,14 @@
 """The deployment speed table: images/s and latency of each model under each CPU runtime, as ratios to torch eager fp32.
 
     python scripts/benchmark.py --deploy [--models OPTION[,OVERRIDE...] ...] [--sizes 360x480 720x960]
-        [--backends eager channels_last compile onnx_fp32 onnx_int8] [--batch 1] [--steps 20] [--threads N] [--json PATH]
+        [--backends eager channels_last compile onnx_fp32 onnx_int8 onnx_int8_qoperator] [--batch 1] [--steps 20] [--threads N] [--json PATH]
 
 Backends: ``eager`` (the network in eval mode under ``torch.inference_mode``), ``channels_last`` (the same with
 NHWC weights and input), ``compile`` (``torch.compile``, default mode: its compile time is reported apart),
 ``onnx_fp32`` (the network exported as by ``tconvseg-export format=onnx``, run by ONNX Runtime) and
-``onnx_int8`` (that file statically quantised as by ``quantize=int8``; its activation ranges come from random
-inputs here — speed does not depend on them; the accuracy cost is ``tconvseg-export``'s to measure).
+``onnx_int8`` / ``onnx_int8_qoperator`` (that file statically quantised as by ``quantize=int8``, in
+``int8_format=qdq`` / ``qoperator``; its activation ranges come from random inputs here — speed does not depend
+on them; the accuracy cost is ``tconvseg-export``'s to measure).
 
 Every (model, size, backend) is measured in a fresh process, one after the other: a warm-up call, then
 ``--steps`` timed calls; latency is the median call, images/s the batch over the mean call. Sizes are the
@@ -29,7 +30,7 @@ from typing import Any
 import torch
 from rich.table import Table
 
-BACKENDS = ("eager", "channels_last", "compile", "onnx_fp32", "onnx_int8")
+BACKENDS = ("eager", "channels_last", "compile", "onnx_fp32", "onnx_int8", "onnx_int8_qoperator")
 #: The recipe's network and the torchvision peers a deployment would weigh it against.
 DEFAULT_DEPLOY_MODELS = ["fcn8s_efficientnet_lite0", "peer_lraspp_mobilenet_v3_large", "peer_deeplabv3_mobilenet_v3_large"]
 
@@ -43,17 +44,18 @@ def _runner(net: torch.nn.Module, backend: str, example: torch.Tensor, workdir: 
         return lambda x: net(x.contiguous(memory_format=torch.channels_last))
     if backend == "compile":
         return torch.compile(net)
-    if backend in ("onnx_fp32", "onnx_int8"):
+    if backend.startswith("onnx_"):
         from tconvseg.inference.int8 import onnx_session, quantize_int8
         from tconvseg.tasks.export import export_onnx
 
         path = workdir / "net.onnx"
         with torch.no_grad():
             export_onnx(net, torch.randn(2, *example.shape[1:]), path, opset=18)
-        if backend == "onnx_int8":
+        if backend.startswith("onnx_int8"):
             generator = torch.Generator().manual_seed(0)
             images = [torch.randn(example.shape, generator=generator).numpy() for _ in range(4)]
-            quantize_int8(path, workdir / "net.int8.onnx", images)
+            quant_format = "qoperator" if backend.endswith("qoperator") else "qdq"
+            quantize_int8(path, workdir / "net.int8.onnx", images, quant_format=quant_format)
             path = workdir / "net.int8.onnx"
         session = onnx_session(path)
         return lambda x: session.run(None, {"image": x.numpy()})[0]

@@ -20,7 +20,15 @@ from omegaconf import DictConfig, OmegaConf
 
 from tconvseg.data.splits.holdout import HOLDOUT_SPLIT
 from tconvseg.data.splits.pooled import item_sources
-from tconvseg.inference.int8 import CALIBRATION_METHODS, calibration_images, file_size_mb, quantize_int8, score_onnx
+from tconvseg.inference.int8 import (
+    CALIBRATION_METHODS,
+    DEFAULT_QUANT_FORMAT,
+    QUANT_FORMATS,
+    calibration_images,
+    file_size_mb,
+    quantize_int8,
+    score_onnx,
+)
 from tconvseg.inference.restore import Restored
 from tconvseg.inference.trained_items import trained_items
 from tconvseg.tasks.evaluate import split_datamodule
@@ -50,15 +58,17 @@ def check_int8_options(cfg: DictConfig) -> dict[str, Any]:
         raise ValueError(f"calibration_images={count!r} is invalid; expected a positive number of images (e.g. 64)")
     if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
         raise ValueError(f"accuracy_images={limit!r} is invalid; expected a positive number of items, or null for the whole split")
-    method = cfg.get("calibration_method", "minmax")
+    method, quant_format = cfg.get("calibration_method", "minmax"), cfg.get("int8_format", DEFAULT_QUANT_FORMAT)
     if method not in CALIBRATION_METHODS:
         raise ValueError(f"calibration_method={method!r} is invalid; expected one of {', '.join(CALIBRATION_METHODS)}")
+    if quant_format not in QUANT_FORMATS:
+        raise ValueError(f"int8_format={quant_format!r} is invalid; expected one of {', '.join(QUANT_FORMATS)}")
     drop = cfg.get("int8_max_miou_drop", DEFAULT_MAX_MIOU_DROP)
     if isinstance(drop, bool) or not isinstance(drop, (int, float)) or drop < 0:
         raise ValueError(f"int8_max_miou_drop={drop!r} is invalid; expected mIoU points >= 0 (default {DEFAULT_MAX_MIOU_DROP})")
     return {
         "calibration_split": str(cfg.get("calibration_split", "train")), "calibration_images": count, "calibration_method": method,
-        "accuracy_split": str(cfg.get("accuracy_split", "auto")), "accuracy_images": limit, "max_miou_drop": float(drop),
+        "int8_format": quant_format, "accuracy_split": str(cfg.get("accuracy_split", "auto")), "accuracy_images": limit, "max_miou_drop": float(drop),
         "force": bool(cfg.get("force_int8", False)),
     }
 
@@ -122,7 +132,7 @@ def export_int8(cfg: DictConfig, restored: Restored, fp32_path: Path, options: d
     pending = int8_path.with_name(f".{int8_path.name}.pending")
     started = time.perf_counter()
     images = calibration_images(calibration.dataset("test"), options["calibration_images"])
-    quantize_int8(fp32_path, pending, images, options["calibration_method"])
+    quantize_int8(fp32_path, pending, images, options["calibration_method"], options["int8_format"])
     quantize_seconds = time.perf_counter() - started
     info, limit = restored.info, options["accuracy_images"]
     dataset = scoring.dataset("test")
@@ -131,7 +141,8 @@ def export_int8(cfg: DictConfig, restored: Restored, fp32_path: Path, options: d
     drop = 100 * (fp32["mIoU"] - int8["mIoU"])
     entry = {
         "calibration_split": calibration_split, "calibration_images": len(images), "calibration_method": options["calibration_method"],
-        "accuracy_split": accuracy_split, "scored_items": min(limit or len(dataset), len(dataset)), "trained_on_scored_items": seen,
+        "int8_format": options["int8_format"], "accuracy_split": accuracy_split,
+        "scored_items": min(limit or len(dataset), len(dataset)), "trained_on_scored_items": seen,
         "fp32_mIoU": 100 * fp32["mIoU"], "int8_mIoU": 100 * int8["mIoU"], "mIoU_drop": drop, "max_miou_drop": options["max_miou_drop"],
         "fp32_per_class_IoU": {k.removeprefix("IoU/"): 100 * v for k, v in fp32.items() if k.startswith("IoU/")},
         "int8_per_class_IoU": {k.removeprefix("IoU/"): 100 * v for k, v in int8.items() if k.startswith("IoU/")},
