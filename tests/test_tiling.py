@@ -194,3 +194,31 @@ def test_bands_are_finished_before_the_next_rows_of_tiles_run():
     for b, (top, _) in enumerate(tile_rows[1:], start=1):
         first_call = [i for i, e in enumerate(events) if e[0] == "tiles"][b * calls_per_band]
         assert max(bottom for kind, bottom in events[:first_call] if kind == "rows") == top
+
+
+@pytest.mark.parametrize("tta", ["none", "flip"])
+def test_a_tiled_test_step_scores_band_by_band_as_the_whole_map_did(tta):
+    from functools import partial
+
+    from tconvseg.training.system import SegmentationSystem
+
+    def system() -> SegmentationSystem:
+        return SegmentationSystem(wide_field_net(), partial(torch.optim.SGD, lr=0.1), num_classes=7, ignore_index=255,
+                                  class_weights=[0.5, 1, 2, 1, 0.1, 3, 1], tta={"mode": tta},
+                                  tiling={"tiles": [40, 48], "overlap": 12, "margin": 3}).eval()
+
+    banded, whole = system(), system()
+    x = torch.randn(2, 3, 70, 90)
+    masks = torch.randint(0, 7, (2, 70, 90))
+    masks[:, :10] = 255  # some ignored pixels
+    with torch.no_grad():
+        loss = banded.banded_test(x, masks)
+        logits = torch.cat([whole_map_reference(whole.tta, image[None], (40, 48), 12, 3, 4_000_000) for image in x])
+        expected = whole.criterion(logits, masks)
+        whole.test_metrics.update(logits.argmax(dim=1), masks)
+    assert loss is not None
+    torch.testing.assert_close(loss, expected, atol=1e-6, rtol=1e-5)
+    assert torch.equal(banded.test_metrics["iou"].confmat, whole.test_metrics["iou"].confmat)
+    assert banded.test_metrics.summary() == whole.test_metrics.summary()
+    # where the bands cannot give the same numbers, the step keeps the whole map: masks at another size than the images
+    assert banded.banded_test(x, torch.zeros(2, 140, 180, dtype=torch.int64)) is None

@@ -25,6 +25,9 @@ from typing import Any
 
 import torch
 
+#: What turns a batch of images (or tiles) into the network's input: ``(B, C, h, w) -> (B, C, h, w)``, pixel by pixel.
+Prepare = Callable[[torch.Tensor], torch.Tensor]
+
 #: Default pixels per forward pass under ``tiles=auto`` (tiles of one batch together): about 1 GB of
 #: activations for the CamVid recipe's network in fp32.
 DEFAULT_MAX_PIXELS = 4_000_000
@@ -140,32 +143,37 @@ class TiledInference:
             return self.scores_fn(images)
         return torch.cat([torch.cat([rows for _, _, rows in self._bands(image[None], tile)], dim=2) for image in images])
 
-    def labels(self, images: torch.Tensor) -> torch.Tensor:
+    def labels(self, images: torch.Tensor, prepare: Prepare | None = None) -> torch.Tensor:
         """Class indices ``(N, H, W)``, ``uint8`` (``int64`` above 256 classes): the argmax of ``self(images)``,
-        finished band by band, so a tiled image never has its whole probability map in memory."""
+        finished band by band, so a tiled image never has its whole probability map in memory.
+
+        ``prepare``: what turns ``images`` into the network's input, run on each batch of tiles (e.g. ``uint8``
+        to normalised floats: the whole image then never exists as floats); ``None``: they are the input.
+        """
         tile = self.tile_for(*images.shape[-2:])
         if tile is None:
-            scores = self.scores_fn(images)
+            scores = self.scores_fn(images if prepare is None else prepare(images))
             return scores.argmax(dim=1).to(label_dtype(scores.shape[1]))
         out: torch.Tensor | None = None
         for n, image in enumerate(images):
-            for top, bottom, rows in self._bands(image[None], tile):
+            for top, bottom, rows in self._bands(image[None], tile, prepare):
                 if out is None:
                     out = torch.empty(images.shape[0], *images.shape[-2:], dtype=label_dtype(rows.shape[1]), device=rows.device)
                 out[n, top:bottom] = rows[0].argmax(dim=0)
         assert out is not None
         return out
 
-    def bands(self, image: torch.Tensor) -> Iterator[tuple[int, int, torch.Tensor]]:
+    def bands(self, image: torch.Tensor, prepare: Prepare | None = None) -> Iterator[tuple[int, int, torch.Tensor]]:
         """``(top, bottom, scores (1, K, bottom - top, W))`` of ``image (1, C, H, W)`` from top to bottom, each row
-        once: the whole image in one piece when it is not tiled (raw ``scores_fn`` scores), else log-probabilities."""
+        once: the whole image in one piece when it is not tiled (raw ``scores_fn`` scores), else log-probabilities.
+        ``prepare`` as in `labels`."""
         tile = self.tile_for(*image.shape[-2:])
         if tile is None:
-            yield 0, image.shape[-2], self.scores_fn(image)
+            yield 0, image.shape[-2], self.scores_fn(image if prepare is None else prepare(image))
         else:
-            yield from self._bands(image, tile)
+            yield from self._bands(image, tile, prepare)
 
-    def _bands(self, image: torch.Tensor, tile: tuple[int, int]) -> Iterator[tuple[int, int, torch.Tensor]]:
+    def _bands(self, image: torch.Tensor, tile: tuple[int, int], prepare: Prepare | None = None) -> Iterator[tuple[int, int, torch.Tensor]]:
         height, width = image.shape[-2:]
         rows, cols = tile_spans(height, tile[0], self.overlap), tile_spans(width, tile[1], self.overlap)
         # Each pixel's sum keeps the order of a single pass over the image (sizes in order of first appearance,
@@ -186,10 +194,11 @@ class TiledInference:
                 per_batch = max(1, self.max_pixels // ((r1 - r0) * w))
                 for k in range(0, len(js), per_batch):
                     chunk = js[k : k + per_batch]
-                    probs = self.scores_fn(torch.cat([image[..., r0:r1, cols[j][0] : cols[j][1]] for j in chunk])).float().softmax(dim=1)
-                    for p, j in zip(probs, chunk):
+                    batch = torch.cat([image[..., r0:r1, cols[j][0] : cols[j][1]] for j in chunk])
+                    probs = self.scores_fn(batch if prepare is None else prepare(batch)).float().softmax(dim=1)
+                    for n, j in enumerate(chunk):
                         window = torch.outer(row_weights, col_weights[j]).float().to(image.device)
-                        pending.append(_Part((group[(r1 - r0, w)], r0, cols[j][0]), r0, cols[j][0], p.mul_(window), window))
+                        pending.append(_Part((group[(r1 - r0, w)], r0, cols[j][0]), r0, cols[j][0], probs[n].mul_(window), window))
                     del probs
             stop = rows[i + 1][0] if i + 1 < len(rows) else height
             pending.sort(key=lambda part: part.key)
