@@ -43,7 +43,10 @@ class _Scoring(nn.Module):
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         # Only the forward passes matter (their batch statistics): labels, finished band by band, keep a tiled
         # image's whole probability map out of memory.
-        return self.system.inference.labels(images, prepare=self.prepare)
+        inference = self.system.inference
+        if hasattr(inference, "labels"):  # a TiledInference
+            return inference.labels(images, prepare=self.prepare)
+        return inference(images if self.prepare is None else self.prepare(images))
 
 
 class BatchNormAdaptation(L.Callback):
