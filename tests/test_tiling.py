@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+
 import pytest
 import torch
 from hypothesis import given, settings
@@ -222,3 +224,28 @@ def test_a_tiled_test_step_scores_band_by_band_as_the_whole_map_did(tta):
     assert banded.test_metrics.summary() == whole.test_metrics.summary()
     # where the bands cannot give the same numbers, the step keeps the whole map: masks at another size than the images
     assert banded.banded_test(x, torch.zeros(2, 140, 180, dtype=torch.int64)) is None
+
+
+def test_tiled_eval_counts_the_confusion_of_the_whole_tiled_map(tmp_path, monkeypatch):
+    """``tconvseg-eval tiles=...`` end to end: its confusion matrix (filled band by band, never from a whole map) is
+    the one of the argmax of the whole tiled map, image by image."""
+    from tconvseg.tasks.evaluate import evaluate
+    from tests.helpers.configs import compose_cfg
+    from tests.helpers.inference import train_tiny
+
+    ckpt = train_tiny(tmp_path / "train")
+    overrides = ["data=synthetic", "trainer=cpu", "data.num_workers=0", f"ckpt_path={ckpt}", "+trainer.enable_progress_bar=false",
+                 "split=test", "tiles=[32,40]", "tile_overlap=8", "tile_margin=2", "samples=0", f"output_json={tmp_path / 'eval.json'}"]
+    with monkeypatch.context() as patch:
+        patch.setattr(TiledInference, "__call__", lambda self, images: pytest.fail("eval built a whole probability map"))
+        metrics, objects = evaluate(compose_cfg("eval", tmp_path, overrides))
+    system, dataset = objects["model"].eval(), objects["datamodule"].dataset("test")
+    counts = torch.zeros(system.num_classes, system.num_classes, dtype=torch.int64)
+    with torch.no_grad():
+        for image, mask in (dataset[i] for i in range(len(dataset))):
+            predicted = whole_map_reference(system.tta, image[None], (32, 40), 8, 2, 4_000_000).argmax(dim=1)[0]
+            valid = mask != system.ignore_index
+            counts += torch.bincount(mask[valid] * system.num_classes + predicted[valid], minlength=system.num_classes**2).view_as(counts)
+    recorded = list(csv.reader((tmp_path / "confusion_matrix_test_last.csv").open()))
+    assert torch.equal(torch.tensor([[int(v) for v in row[1:]] for row in recorded[1:]]), counts)
+    assert 0 < metrics["test/loss"] < 10
