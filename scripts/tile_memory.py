@@ -1,11 +1,12 @@
 """Peak memory of predict on large photos, whole and tiled: a table (no target is asserted).
 
-    python scripts/tile_memory.py [--ckpt PATH] [--rows whole24 tiled24 tiled100] [--timeout 1800]
+    python scripts/tile_memory.py [--ckpt PATH] [--rows whole24 tiled24 tiled100] [--timeout 1800] [--shrink 1] [--data camvid]
 
 Each row runs the real entry, ``python scripts/predict.py ckpt_path=... input=... tiles=...``, in a fresh
 process, under a fresh watcher process that reports ``getrusage(RUSAGE_CHILDREN).ru_maxrss``: the peak resident
 memory of predict alone (model, image, tiles, mask, overlay and the written files). The photos are synthetic JPEGs
-(smooth gradients, shapes and noise): 6000 x 4000 (24 MP) and 12500 x 8000 (100 MP).
+(smooth gradients, shapes and noise): 6000 x 4000 (24 MP) and 12500 x 8000 (100 MP); ``--shrink N`` divides both sides
+by N (a quick check of the script itself).
 
 Without ``--ckpt`` the script first makes an untrained checkpoint of the recipe's network (FCN-8s on
 EfficientNet-Lite0, ``model=fcn8s_efficientnet_lite0`` with random weights, 11 classes like CamVid; one training
@@ -57,7 +58,8 @@ def make_photo(path: Path, width: int, height: int) -> Path:
 
     draw = ImageDraw.Draw(picture)
     for _ in range(40):
-        x, y, r = int(rng.integers(0, width)), int(rng.integers(0, height)), int(rng.integers(50, height // 6))
+        low = min(50, height // 12)
+        x, y, r = int(rng.integers(0, width)), int(rng.integers(0, height)), int(rng.integers(low, max(low + 1, height // 6)))
         draw.ellipse([x - r, y - r, x + r, y + r], fill=tuple(int(c) for c in rng.integers(0, 256, 3)))
     picture.save(path, quality=90)
     return path
@@ -82,10 +84,10 @@ def watch(args: list[str]) -> None:
     print(f"{code} {seconds:.1f} {resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss}")
 
 
-def measure(ckpt: Path, image: Path, options: list[str], out: Path, timeout: int) -> tuple[str, str, str]:
+def measure(ckpt: Path, image: Path, options: list[str], out: Path, timeout: int, data: str) -> tuple[str, str, str]:
     """``(seconds, peak RSS GiB, status)`` of one predict run, each in its own watcher process."""
     predict = [sys.executable, str(ROOT / "scripts" / "predict.py"), f"ckpt_path={ckpt}", f"input={image}", f"output_dir={out}",
-               "data=camvid", "max_image_pixels=1000000000", *options, *QUIET]
+               f"data={data}", "max_image_pixels=1000000000", *options, *QUIET]
     try:
         result = subprocess.run([sys.executable, __file__, "--watch", *predict], capture_output=True, text=True, timeout=timeout, cwd=out.parent)
     except subprocess.TimeoutExpired:
@@ -103,6 +105,8 @@ def main() -> None:
     parser.add_argument("--ckpt", type=Path, help="a checkpoint; default: an untrained recipe-sized one made here")
     parser.add_argument("--rows", nargs="+", choices=sorted(ROWS), default=["whole24", "tiled24", "tiled100"])
     parser.add_argument("--timeout", type=int, default=1800, help="seconds per row")
+    parser.add_argument("--shrink", type=int, default=1, help="divide both sides of each photo by this")
+    parser.add_argument("--data", default="camvid", help="data option of predict (the normalisation and palette)")
     args = parser.parse_args()
     table = Table(title=f"predict, one photo: peak RSS of the process (tconvseg from {Path(__import__('tconvseg').__file__).parents[1]})")
     for column in ("image", "options", "seconds", "peak RSS GiB", "status"):
@@ -113,10 +117,11 @@ def main() -> None:
         photos: dict[tuple[int, int], Path] = {}
         for name in args.rows:
             width, height, options = ROWS[name]
+            width, height = max(1, width // args.shrink), max(1, height // args.shrink)
             if (width, height) not in photos:
                 photos[(width, height)] = make_photo(folder / f"photo_{width}x{height}.jpg", width, height)
             out = folder / f"out_{name}"
-            seconds, peak, status = measure(ckpt, photos[(width, height)], options, out, args.timeout)
+            seconds, peak, status = measure(ckpt, photos[(width, height)], options, out, args.timeout, args.data)
             table.add_row(f"{width}x{height} ({width * height / 1e6:g} MP)", " ".join(options), seconds, peak, status)
             print(f"{name}: {seconds} s, {peak} GiB, {status}", file=sys.stderr, flush=True)
     Console(width=200).print(table)

@@ -220,3 +220,9 @@ def test_the_predict_memory_benchmark_prints_a_row_per_size_and_tiling(ckpt, tmp
                                              "--data", "synthetic"], tmp_path)
     rows = [line for line in result.stdout.splitlines() if line.strip().startswith("│") and "0.01" in line]
     assert len(rows) == 2 and all(" ok " in row for row in rows)
+
+
+def test_the_tile_memory_benchmark_prints_a_row_per_photo_and_option(ckpt, tmp_path):
+    result = run_script("tile_memory.py", ["--ckpt", str(ckpt), "--shrink", "100", "--data", "synthetic", "--rows", "whole24", "tiled100"], tmp_path)
+    rows = [line for line in result.stdout.splitlines() if line.strip().startswith("│")]
+    assert len(rows) == 2 and all(" ok " in row for row in rows) and "60x40" in rows[0] and "125x80" in rows[1]
