@@ -190,6 +190,29 @@ def test_tiled_prediction_writes_full_size_masks(ckpt, tmp_path):
     summary, objects = _predict(tmp_path, ckpt, path, "tiles=[48,64]", "tile_overlap=16", "tile_margin=4")
     assert summary["written"] == ["wide"] and Image.open(tmp_path / "out" / "wide.png").size == (131, 97)
     assert objects["system"].inference.record()["tiles"] == [48, 64]
+    # bytes normalised tile by tile, the mask finished band by band: the argmax of the whole tiled map of the float image
+    from tests.test_tiling import whole_map_reference
+
+    system = objects["system"].eval()
+    with torch.no_grad():
+        reference = whole_map_reference(system.tta, network_input(path), (48, 64), 16, 4, 4_000_000).argmax(dim=1)[0]
+    assert np.array_equal(np.array(Image.open(tmp_path / "out" / "wide.png")), reference.numpy())
+
+
+def test_the_overlay_is_blended_a_few_rows_at_a_time_as_a_whole(monkeypatch):
+    from tconvseg.data.augment.transforms import Normalise
+    from tconvseg.data.datasets.info import synthetic_info
+    from tconvseg.inference.visualize import denormalize, overlay
+    from tconvseg.tasks import predict as predict_module
+
+    monkeypatch.setattr(predict_module, "_OVERLAY_PIXELS", 3 * 70)  # pieces of 3 rows
+    info = synthetic_info(4)
+    writer = predict_module.SegmentationWriter("unused", info)
+    image = torch.randint(0, 256, (3, 50, 70), dtype=torch.uint8)
+    labels = torch.randint(0, 4, (50, 70), dtype=torch.uint8)
+    assert np.array_equal(writer.overlay(image, labels), overlay(image.permute(1, 2, 0).numpy(), labels, info))
+    normalised = Normalise()(image)
+    assert np.array_equal(writer.overlay(normalised, labels), overlay(denormalize(normalised), labels, info))
 
 
 def test_the_predict_memory_benchmark_prints_a_row_per_size_and_tiling(ckpt, tmp_path):
@@ -197,3 +220,9 @@ def test_the_predict_memory_benchmark_prints_a_row_per_size_and_tiling(ckpt, tmp
                                              "--data", "synthetic"], tmp_path)
     rows = [line for line in result.stdout.splitlines() if line.strip().startswith("│") and "0.01" in line]
     assert len(rows) == 2 and all(" ok " in row for row in rows)
+
+
+def test_the_tile_memory_benchmark_prints_a_row_per_photo_and_option(ckpt, tmp_path):
+    result = run_script("tile_memory.py", ["--ckpt", str(ckpt), "--shrink", "100", "--data", "synthetic", "--rows", "whole24", "tiled100"], tmp_path)
+    rows = [line for line in result.stdout.splitlines() if line.strip().startswith("│")]
+    assert len(rows) == 2 and all(" ok " in row for row in rows) and "60x40" in rows[0] and "125x80" in rows[1]

@@ -11,7 +11,7 @@ costs one on a daylight drive like its training ones, where the new statistics c
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import lightning as L
@@ -36,12 +36,17 @@ def check_adapt_bn(value: Any) -> bool:
 class _Scoring(nn.Module):
     """The system as the test / predict steps run it (test-time augmentation and tiles included)."""
 
-    def __init__(self, system: L.LightningModule) -> None:
+    def __init__(self, system: L.LightningModule, prepare: Callable[[torch.Tensor], torch.Tensor] | None = None) -> None:
         super().__init__()
-        self.system = system
+        self.system, self.prepare = system, prepare
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return self.system.inference(images)
+        # Only the forward passes matter (their batch statistics): labels, finished band by band, keep a tiled
+        # image's whole probability map out of memory.
+        inference = self.system.inference
+        if hasattr(inference, "labels"):  # a TiledInference
+            return inference.labels(images, prepare=self.prepare)
+        return inference(images if self.prepare is None else self.prepare(images))
 
 
 class BatchNormAdaptation(L.Callback):
@@ -58,14 +63,20 @@ class BatchNormAdaptation(L.Callback):
         images: an iterable of the loop's batches to adapt on instead of the loop's own dataloaders (predict
             passes a loader of its own: Lightning wraps a predict loader's batch sampler in one shared iterator,
             which a second pass over it would exhaust).
+        prepare: what turns the batches' images into the network's input, tile by tile (predict's ``uint8`` images:
+            `tconvseg.data.augment.transforms.Normalise`); ``None``: they are the input.
 
     Raises:
         ValueError: under more than one process (each rank would adapt to its own shard of the images).
     """
 
-    def __init__(self, system: L.LightningModule | None = None, images: Iterable[Any] | None = None) -> None:
+    def __init__(
+        self, system: L.LightningModule | None = None, images: Iterable[Any] | None = None,
+        prepare: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    ) -> None:
         self.system = system
         self.images = images
+        self.prepare = prepare
 
     def on_test_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._adapt(trainer, pl_module, trainer.test_dataloaders, "test")
@@ -85,7 +96,7 @@ class BatchNormAdaptation(L.Callback):
         count = [0]
         system = self.system if self.system is not None else pl_module
         try:
-            changed = recompute_batch_norm(_Scoring(system), _images(loaders, system.device, count))
+            changed = recompute_batch_norm(_Scoring(system, self.prepare), _images(loaders, system.device, count))
         except ValueError as err:
             if "more than 1 value per channel" not in str(err):
                 raise

@@ -46,10 +46,12 @@ def model_samples(system: SegmentationSystem, dataset: SegmentationDataset, coun
     try:
         for index in range(min(count, len(dataset))):
             image, truth = dataset[index]
-            logits = system.inference(image[None].to(system.device))
-            if logits.shape[-2:] != truth.shape[-2:]:
-                logits = F.interpolate(logits, size=truth.shape[-2:], mode="bilinear", align_corners=False)
-            rows += sample_rows(image[None], truth[None], logits.argmax(dim=1).cpu(), dataset.info, mean, std)
+            if image.shape[-2:] == truth.shape[-2:]:  # labels finished band by band: no whole probability map of a tiled image
+                prediction = system.inference.labels(image[None].to(system.device))
+            else:
+                logits = F.interpolate(system.inference(image[None].to(system.device)), size=truth.shape[-2:], mode="bilinear", align_corners=False)
+                prediction = logits.argmax(dim=1)
+            rows += sample_rows(image[None], truth[None], prediction.cpu(), dataset.info, mean, std)
     finally:
         system.train(was_training)
     return rows

@@ -5,6 +5,11 @@ their class probabilities are blended with a window that is zero within ``margin
 edge inside the image (pixels closer than ``margin`` to it) and rises linearly to one across the overlap, then divided by the summed
 weights — every pixel's weights sum to one, so no seam is drawn by the blend itself.
 
+The mask is finished band by band (`TiledInference.labels`): one row of tiles runs at a time, and rows that no
+later tile reaches are blended, turned into class indices and their probabilities dropped, so memory grows with the
+image's width and the tile's size, not with its height. The whole probability map (``TiledInference.__call__``)
+is still there for callers that need it; both blend in the same order and give the same numbers.
+
 Edge tiles are smaller than the others and run as they are: the matched decoder restores any H x W
 exactly, so no tile is padded (a padded tile would show the network a border that is not in the image).
 Where the network's receptive field radius is at most ``margin``, tiled and whole-image probabilities
@@ -15,10 +20,13 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import torch
+
+#: What turns a batch of images (or tiles) into the network's input: ``(B, C, h, w) -> (B, C, h, w)``, pixel by pixel.
+Prepare = Callable[[torch.Tensor], torch.Tensor]
 
 #: Default pixels per forward pass under ``tiles=auto`` (tiles of one batch together): about 1 GB of
 #: activations for the CamVid recipe's network in fp32.
@@ -74,7 +82,15 @@ def auto_tile(height: int, width: int, max_pixels: int, overlap: int) -> tuple[i
 
 
 class TiledInference:
-    """``scores_fn`` run tile by tile: ``tiled(images (N, C, H, W)) -> log-probabilities (N, K, H, W)``.
+    """``scores_fn`` run tile by tile, and the mask finished band by band.
+
+    ``tiled(images (N, C, H, W)) -> log-probabilities (N, K, H, W)`` (the whole map, for a caller that needs the
+    probabilities); ``tiled.labels(images) -> (N, H, W)`` class indices and ``tiled.bands(image)`` (rows of
+    log-probabilities, top to bottom) never hold more than about one row of tiles of probabilities: one row of
+    tiles (a band) runs at a time, is blended with the overlap rows the previous bands left pending, and the rows
+    no later tile reaches are finished and handed on. All three give the same numbers: each pixel's weighted
+    probabilities are summed in the order of one pass over the whole image (tiles of one size together, in
+    row-major order), so the banded labels equal the argmax of the whole map exactly.
 
     Args:
         scores_fn: images ``(B, C, h, w)`` to scores ``(B, K, h, w)`` whose softmax is the class probability
@@ -84,7 +100,8 @@ class TiledInference:
         overlap: pixels neighbouring tiles share.
         margin: pixels at an inner tile edge whose predictions get no weight (the receptive-field radius that
             may be missing there); default ``overlap // 4``.
-        max_pixels: pixels per forward pass: the tile size under ``auto`` and how many tiles share a batch.
+        max_pixels: pixels per forward pass: the tile size under ``auto`` and how many tiles of one band share a
+            batch.
     """
 
     def __init__(
@@ -112,6 +129,7 @@ class TiledInference:
         return {"tiles": tiles, "overlap": self.overlap, "margin": self.margin, "max_pixels": self.max_pixels}
 
     def tile_for(self, height: int, width: int) -> tuple[int, int] | None:
+        """The tile an image of ``height x width`` is cut into; ``None``: it runs whole."""
         if self.tiles == "none":
             return None
         tile = auto_tile(height, width, self.max_pixels, self.overlap) if self.tiles == "auto" else self.tiles
@@ -123,34 +141,109 @@ class TiledInference:
         tile = self.tile_for(*images.shape[-2:])
         if tile is None:
             return self.scores_fn(images)
-        return torch.cat([self._one(image[None], tile) for image in images])
+        return torch.cat([torch.cat([rows for _, _, rows in self._bands(image[None], tile)], dim=2) for image in images])
 
-    def _one(self, image: torch.Tensor, tile: tuple[int, int]) -> torch.Tensor:
+    def labels(self, images: torch.Tensor, prepare: Prepare | None = None) -> torch.Tensor:
+        """Class indices ``(N, H, W)``, ``uint8`` (``int64`` above 256 classes): the argmax of ``self(images)``,
+        finished band by band, so a tiled image never has its whole probability map in memory.
+
+        ``prepare``: what turns ``images`` into the network's input, run on each batch of tiles (e.g. ``uint8``
+        to normalised floats: the whole image then never exists as floats); ``None``: they are the input.
+        """
+        tile = self.tile_for(*images.shape[-2:])
+        if tile is None:
+            scores = self.scores_fn(images if prepare is None else prepare(images))
+            return scores.argmax(dim=1).to(label_dtype(scores.shape[1]))
+        out: torch.Tensor | None = None
+        for n, image in enumerate(images):
+            for top, bottom, rows in self._bands(image[None], tile, prepare):
+                if out is None:
+                    out = torch.empty(images.shape[0], *images.shape[-2:], dtype=label_dtype(rows.shape[1]), device=rows.device)
+                out[n, top:bottom] = rows[0].argmax(dim=0)
+        assert out is not None
+        return out
+
+    def bands(self, image: torch.Tensor, prepare: Prepare | None = None) -> Iterator[tuple[int, int, torch.Tensor]]:
+        """``(top, bottom, scores (1, K, bottom - top, W))`` of ``image (1, C, H, W)`` from top to bottom, each row
+        once: the whole image in one piece when it is not tiled (raw ``scores_fn`` scores), else log-probabilities.
+        ``prepare`` as in `labels`."""
+        tile = self.tile_for(*image.shape[-2:])
+        if tile is None:
+            yield 0, image.shape[-2], self.scores_fn(image if prepare is None else prepare(image))
+        else:
+            yield from self._bands(image, tile, prepare)
+
+    def _bands(self, image: torch.Tensor, tile: tuple[int, int], prepare: Prepare | None = None) -> Iterator[tuple[int, int, torch.Tensor]]:
         height, width = image.shape[-2:]
         rows, cols = tile_spans(height, tile[0], self.overlap), tile_spans(width, tile[1], self.overlap)
-        by_size: dict[tuple[int, int], list[tuple[int, int, int, int]]] = defaultdict(list)
+        # Each pixel's sum keeps the order of a single pass over the image (sizes in order of first appearance,
+        # row-major within one size), so the result is the same to the last bit as the whole map's.
+        group: dict[tuple[int, int], int] = {}
         for r0, r1 in rows:
             for c0, c1 in cols:
-                by_size[(r1 - r0, c1 - c0)].append((r0, r1, c0, c1))
-        total: torch.Tensor | None = None
-        weight_sum = torch.zeros(height, width, dtype=torch.float32, device=image.device)
-        for (h, w), boxes in by_size.items():
-            per_batch = max(1, self.max_pixels // (h * w))
-            for i in range(0, len(boxes), per_batch):
-                chunk = boxes[i : i + per_batch]
-                probs = self.scores_fn(torch.cat([image[..., r0:r1, c0:c1] for r0, r1, c0, c1 in chunk])).float().softmax(dim=1)
-                if total is None:
-                    total = torch.zeros(1, probs.shape[1], height, width, dtype=torch.float32, device=image.device)
-                for p, (r0, r1, c0, c1) in zip(probs, chunk):
-                    window = torch.outer(axis_weights(r0, r1, height, self.overlap, self.margin),
-                                         axis_weights(c0, c1, width, self.overlap, self.margin)).float().to(image.device)
-                    total[0, :, r0:r1, c0:c1] += p * window
-                    weight_sum[r0:r1, c0:c1] += window
-        assert total is not None
-        # In place: at 100 megapixels each (1, K, H, W) float32 copy is K * 400 MB, the largest buffer of the run.
-        total.div_(weight_sum)  # every pixel has a positive weight (check_tiling)
-        del weight_sum
-        return total.clamp_min_(torch.finfo(torch.float32).tiny).log_()
+                group.setdefault((r1 - r0, c1 - c0), len(group))
+        col_weights = [axis_weights(c0, c1, width, self.overlap, self.margin) for c0, c1 in cols]
+        pending: list[_Part] = []  # weighted probabilities of the rows not finished yet
+        done = 0
+        for i, (r0, r1) in enumerate(rows):
+            row_weights = axis_weights(r0, r1, height, self.overlap, self.margin)
+            by_width: dict[int, list[int]] = defaultdict(list)
+            for j, (c0, c1) in enumerate(cols):
+                by_width[c1 - c0].append(j)
+            for w, js in by_width.items():
+                per_batch = max(1, self.max_pixels // ((r1 - r0) * w))
+                for k in range(0, len(js), per_batch):
+                    chunk = js[k : k + per_batch]
+                    batch = torch.cat([image[..., r0:r1, cols[j][0] : cols[j][1]] for j in chunk])
+                    probs = self.scores_fn(batch if prepare is None else prepare(batch)).float().softmax(dim=1)
+                    for n, j in enumerate(chunk):
+                        window = torch.outer(row_weights, col_weights[j]).float().to(image.device)
+                        pending.append(_Part((group[(r1 - r0, w)], r0, cols[j][0]), r0, cols[j][0], probs[n].mul_(window), window))
+                    del probs
+            stop = rows[i + 1][0] if i + 1 < len(rows) else height
+            pending.sort(key=lambda part: part.key)
+            # Finished rows in pieces of about one tile's pixels: the piece is the only full-width buffer.
+            step = max(1, (tile[0] * tile[1]) // width)
+            for top in range(done, stop, step):
+                yield top, min(top + step, stop), _blend(pending, top, min(top + step, stop), width)
+            done = stop
+            pending = [part.below(stop) for part in pending if part.top + part.weighted.shape[1] > stop]
+
+
+def label_dtype(num_classes: int) -> torch.dtype:
+    """The smallest dtype of a label map of ``num_classes`` classes that torch and PIL take: uint8, else int64."""
+    return torch.uint8 if num_classes <= 256 else torch.int64
+
+
+class _Part:
+    """Rows ``top..`` of one tile's weighted probabilities ``(K, h, w)`` and its blend window ``(h, w)``, from column ``left``."""
+
+    __slots__ = ("key", "top", "left", "weighted", "window")
+
+    def __init__(self, key: tuple[int, int, int], top: int, left: int, weighted: torch.Tensor, window: torch.Tensor) -> None:
+        self.key, self.top, self.left, self.weighted, self.window = key, top, left, weighted, window
+
+    def below(self, row: int) -> _Part:
+        """The rows from ``row`` on, copied (a view would keep the whole tile, and its batch, alive)."""
+        cut = row - self.top
+        return _Part(self.key, row, self.left, self.weighted[:, cut:].clone(), self.window[cut:].clone())
+
+
+def _blend(parts: list[_Part], top: int, bottom: int, width: int) -> torch.Tensor:
+    """Log-probabilities ``(1, K, bottom - top, width)`` of rows ``top..bottom``: the parts summed in their order,
+    divided by the summed weights."""
+    first = parts[0].weighted
+    total = torch.zeros(1, first.shape[0], bottom - top, width, dtype=torch.float32, device=first.device)
+    weight_sum = torch.zeros(bottom - top, width, dtype=torch.float32, device=first.device)
+    for part in parts:
+        lo, hi = max(top, part.top), min(bottom, part.top + part.weighted.shape[1])
+        if lo >= hi:
+            continue
+        right = part.left + part.weighted.shape[2]
+        total[0, :, lo - top : hi - top, part.left : right] += part.weighted[:, lo - part.top : hi - part.top]
+        weight_sum[lo - top : hi - top, part.left : right] += part.window[lo - part.top : hi - part.top]
+    total.div_(weight_sum)  # every pixel has a positive weight (check_tiling)
+    return total.clamp_min_(torch.finfo(torch.float32).tiny).log_()
 
 
 def tiling_options(options: Any) -> dict[str, Any]:

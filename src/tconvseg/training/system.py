@@ -143,11 +143,38 @@ class SegmentationSystem(L.LightningModule):
             loss = loss + self.aux_weight * self.criterion(self._logits_at_label_size(extra, masks), masks)
         return loss, logits
 
+    def banded_test(self, images: torch.Tensor, masks: torch.Tensor) -> torch.Tensor | None:
+        """The test step's loss with the metrics updated band by band (`TiledInference.bands`), so a tiled image
+        never has its whole probability map in memory; ``None`` where that cannot give today's numbers (the image
+        is not tiled, the masks have another size than the images, or the loss is not a per-pixel weighted mean).
+
+        The loss is the cross-entropy's own weighted mean, re-assembled from the bands' means and weights.
+        """
+        if masks.shape[-2:] != images.shape[-2:] or not isinstance(self.criterion, CrossEntropy):
+            return None
+        if self.inference.tile_for(*images.shape[-2:]) is None:
+            return None
+        weights = getattr(self.criterion, "weight", None)
+        total = torch.zeros((), device=images.device)
+        weight_sum = torch.zeros((), device=images.device)
+        for image, mask in zip(images, masks):
+            for top, bottom, rows in self.inference.bands(image[None]):
+                target = mask[None, top:bottom]
+                self.test_metrics.update(rows.argmax(dim=1), target)
+                valid = target != self.ignore_index
+                band_weight = (weights.to(rows.device)[target[valid]].sum() if weights is not None else valid.sum()).float()
+                if band_weight > 0:
+                    total += self.criterion(rows, target).float() * band_weight
+                    weight_sum += band_weight
+        return total / weight_sum if weight_sum > 0 else total
+
     def model_step(self, batch: tuple[torch.Tensor, torch.Tensor], stage: Stage) -> torch.Tensor:
         """The one step shared by train / val / test: loss, metric update, logging."""
         images, masks = batch
-        loss, logits = self.loss_and_logits(images, masks, stage)
-        self._metrics(stage).update(logits.argmax(dim=1), masks)
+        loss = self.banded_test(images, masks) if stage == "test" else None
+        if loss is None:
+            loss, logits = self.loss_and_logits(images, masks, stage)
+            self._metrics(stage).update(logits.argmax(dim=1), masks)
         if stage == "train":
             self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=images.shape[0])
         else:
@@ -168,9 +195,10 @@ class SegmentationSystem(L.LightningModule):
         self.model_step(batch, "test")
 
     def predict_step(self, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> torch.Tensor:
-        """Label maps ``(N, H, W)`` int64 at the input images' size."""
+        """Label maps ``(N, H, W)`` at the input images' size, ``uint8`` (``int64`` above 256 classes); tiled
+        images are finished band by band (`TiledInference.labels`)."""
         images = batch[0] if isinstance(batch, (tuple, list)) else batch
-        return self.inference(images).argmax(dim=1)
+        return self.inference.labels(images)
 
     def _metrics(self, stage: Stage) -> SegmentationMetrics:
         return getattr(self, f"{stage}_metrics")

@@ -84,6 +84,19 @@ def _finish(mean: Sequence[float] | None, std: Sequence[float] | None, noise: fl
     return steps
 
 
+class Normalise:
+    """``uint8`` images ``(..., 3, H, W)`` to the floats `eval_transforms` gives (scaled to [0, 1], then normalised
+    with ``mean`` / ``std`` when both are given): the same kernels, pixel by pixel, so a tile normalised on its own
+    equals the same pixels of the normalised whole image."""
+
+    def __init__(self, mean: Sequence[float] | None = IMAGENET_MEAN, std: Sequence[float] | None = IMAGENET_STD) -> None:
+        self.mean, self.std = (list(mean), list(std)) if mean is not None and std is not None else (None, None)
+
+    def __call__(self, images: torch.Tensor) -> torch.Tensor:
+        floats = F.to_dtype(images, torch.float32, scale=True)
+        return floats if self.mean is None else F.normalize(floats, mean=self.mean, std=self.std)
+
+
 def _resize(
     scale: float | None, size: Sequence[int] | None, random_scale: Sequence[float] | None
 ) -> list[v2.Transform]:

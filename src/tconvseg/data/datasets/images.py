@@ -17,6 +17,7 @@ from typing import Any, Literal
 import torch
 from PIL import Image
 from torch.utils.data import Dataset, Sampler
+from torchvision import tv_tensors
 
 from tconvseg.data.datasets.base import Transforms, apply_transforms
 from tconvseg.data.datasets.decode import load_image
@@ -100,15 +101,18 @@ class ImageFilesDataset(Dataset[dict[str, Any]]):
 
     Grayscale, palette and RGBA files are converted to RGB. ``sizes`` holds each file's size from
     its header; files whose header cannot be read raise, or with ``on_error="skip"`` are left out
-    and listed in ``failed`` as ``(path, message)``.
+    and listed in ``failed`` as ``(path, message)``. With ``uint8=True`` the image stays ``uint8``
+    (transforms that only resize; the caller normalises, e.g. tile by tile: a 100-megapixel photo is
+    300 MB as bytes, 1.2 GB as floats).
     """
 
     def __init__(
         self, files: list[Path], transforms: Transforms | None = None, on_error: OnError = "stop", max_pixels: int | None = None,
+        uint8: bool = False,
     ) -> None:
         if on_error not in ("stop", "skip"):
             raise ValueError(f"on_error={on_error!r} is invalid; expected stop or skip")
-        self.transforms, self.on_error = transforms, on_error
+        self.transforms, self.on_error, self.uint8 = transforms, on_error, uint8
         self.max_pixels = DEFAULT_MAX_IMAGE_PIXELS if max_pixels is None else max_pixels
         self.files: list[Path] = []
         self.sizes: list[tuple[int, int]] = []
@@ -138,7 +142,15 @@ class ImageFilesDataset(Dataset[dict[str, Any]]):
                 raise
             return {"error": str(err), "path": str(path)}
         # A dummy mask rides along because the joint transforms expect one; it is dropped.
-        image, _ = apply_transforms(self.transforms, image, torch.zeros(image.shape[-2:], dtype=torch.uint8))
+        dummy = torch.zeros(image.shape[-2:], dtype=torch.uint8)
+        if self.uint8:
+            if self.transforms is not None:
+                image = torch.as_tensor(self.transforms(tv_tensors.Image(image), tv_tensors.Mask(dummy))[0]).as_subclass(torch.Tensor)
+            if image.dtype != torch.uint8:
+                raise ValueError(f"the transforms of {path} gave a {image.dtype} image; uint8=True expects transforms that keep uint8 "
+                                 "(resizing only)")
+        else:
+            image, _ = apply_transforms(self.transforms, image, dummy)
         return {"image": image, "path": str(path)}
 
 
