@@ -41,7 +41,8 @@ PAGES = [ROOT / "docs" / "results.md", ROOT / "docs" / "deploy.md"]
 #: Pages on which every measurement table must be a records block (the deploy page also has tables of options).
 MEASURED_PAGES = [ROOT / "docs" / "results.md"]
 # Blank lines around the table: Markdown ends an HTML block (the marker) at a blank line, not at a table row.
-BLOCK = re.compile(r"(<!-- records: (?P<spec>[^>]*?) -->\n\n)(?P<table>.*?)(\n<!-- /records -->)", re.S)
+BLOCK = re.compile(r"(<!-- records: (?P<spec>[^>]*?) -->\n\n)(?P<table>(?:(?!<!-- ).)*?)(\n<!-- /records -->)", re.S)
+MARKER = re.compile(r"<!-- records: (?P<spec>[^>]*?) -->")
 REQUIRED = ("name", "label", "command", "machine", "date", "commit", "seed", "steps", "train_seconds", "metrics")
 #: What every row of a table record answers (``provenance()``): from its run record, else its own keys over its table's
 #: ``provenance``; ``null`` where the page never said.
@@ -178,6 +179,11 @@ def render(markdown: str, records: Path = RECORDS, tables: Path = TABLES) -> str
         built = record_table(args[0], tables, records) if kind == "table" else table(kind, args[0], args[1:], records)
         return match.group(1) + built + match.group(4)
 
+    whole = {m.start() for m in BLOCK.finditer(markdown)}
+    broken = [m["spec"] for m in MARKER.finditer(markdown) if m.start() not in whole]
+    if broken:  # e.g. a marker with no table line before its end marker: the block would swallow what follows it
+        raise ValueError(f"records block(s) {broken}: expected the marker, a blank line, a table (one line is enough: the build "
+                         "replaces it), a blank line and <!-- /records -->")
     return BLOCK.sub(rebuild, markdown)
 
 

@@ -110,15 +110,15 @@ def test_deploy_mode_times_each_runtime_against_eager_fp32(tmp_path, capsys):
     record = tmp_path / "tables" / "deploy_speed.json"
     record.parent.mkdir()
     rows = main(["--deploy", "--models", "tiny", "--sizes", "32x48", "--steps", "2", "--num-classes", "4",
-                 "--backends", "eager", "onnx_int8", "--json", str(out), "--record", str(record), "--machine", "test box"])
-    assert [(r["model"], r["size"], r["backend"]) for r in rows] == [("tiny", [32, 48], "eager"), ("tiny", [32, 48], "onnx_int8")]
+                 "--backends", "eager", "onnx_int8_qoperator", "--json", str(out), "--record", str(record), "--machine", "test box"])
+    assert [(r["model"], r["size"], r["backend"]) for r in rows] == [("tiny", [32, 48], "eager"), ("tiny", [32, 48], "onnx_int8_qoperator")]
     eager, int8 = rows
     assert eager["error"] is None and int8["error"] is None, (eager["error"], int8["error"])
     assert eager["ratio"] == pytest.approx(1.0) and int8["ratio"] == pytest.approx(int8["ips"] / eager["ips"])
     assert all(r["ips"] > 0 and r["p50_ms"] > 0 and r["setup_s"] > 0 for r in rows)
     assert json.loads(out.read_text()) == rows
     printed = capsys.readouterr().out
-    assert "Deployment speed, batch 1" in printed and "onnx_int8" in printed
+    assert "Deployment speed, batch 1" in printed and "onnx_int8_qoperator" in printed
     # the results page's table record: renders through the records builder with the measured figures
     from tests.test_results_records import TOOL
 

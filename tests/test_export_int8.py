@@ -34,7 +34,7 @@ def _export(tmp: Path, ckpt: Path, *extra: str):
 
 
 def test_int8_file_is_written_with_both_scores_and_runs_at_any_size(ckpt, tmp_path):
-    report, objects = _export(tmp_path, ckpt, "int8_max_miou_drop=100")
+    report, objects = _export(tmp_path, ckpt, "int8_max_miou_drop=100", "int8_format=qdq")
     entry = report["int8"]
     assert json.loads((tmp_path / "model" / "export_report.json").read_text())["int8"] == entry
     int8_path = tmp_path / "model" / "net.int8.onnx"
@@ -51,8 +51,8 @@ def test_int8_file_is_written_with_both_scores_and_runs_at_any_size(ckpt, tmp_pa
     assert logits.shape == (2, 4, 45, 61) and np.isfinite(logits).all()
 
 
-def test_the_qoperator_format_writes_int8_operators(ckpt, tmp_path):
-    report, _ = _export(tmp_path, ckpt, "int8_max_miou_drop=100", "int8_format=qoperator", "accuracy_images=2")
+def test_the_default_qoperator_format_writes_int8_operators(ckpt, tmp_path):
+    report, _ = _export(tmp_path, ckpt, "int8_max_miou_drop=100", "accuracy_images=2")
     ops = {node.op_type for node in onnx.load(report["int8"]["written"]).graph.node}
     assert "QLinearConv" in ops and report["int8"]["int8_format"] == "qoperator" and report["int8"]["scored_items"] == 2
 

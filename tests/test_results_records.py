@@ -198,3 +198,9 @@ def test_a_row_of_a_run_record_follows_it(tmp_path):
     (records / "dp_unet_lite0.json").write_text(json.dumps(record))
     row = next(line for line in TOOL.record_table("decoders_lite0", records=records).splitlines() if "`dp_unet_lite0`" in line)
     assert "| 20 (681) |" in row and "| 50.00 |" in row
+
+
+def test_a_block_without_a_table_line_is_refused_not_merged_with_the_next():
+    page = "<!-- records: table a -->\n\n<!-- /records -->\n\ntext\n\n<!-- records: table b -->\n\n| x |\n\n<!-- /records -->\n"
+    with pytest.raises(ValueError, match=r"records block\(s\) \['table a'\]: expected the marker, a blank line, a table"):
+        TOOL.render(page)

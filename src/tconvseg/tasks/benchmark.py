@@ -34,6 +34,7 @@ from __future__ import annotations
 import argparse
 import json
 import multiprocessing
+import shlex
 import sys
 import time
 from collections.abc import Sequence
@@ -244,9 +245,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--reference", action="store_true", help="also time the reference transposed conv")
     parser.add_argument("--loop", nargs="+", default=None, metavar="OVERRIDES",
                         help="loop mode: for each quoted set of training overrides, the step alone vs the full training loop")
-    parser.add_argument("--deploy", action="store_true", help="deploy mode: inference images/s per CPU runtime (eager ... onnx_int8)")
+    parser.add_argument("--deploy", action="store_true", help="deploy mode: inference images/s per CPU runtime (eager ... onnx_int8_qoperator)")
     parser.add_argument("--sizes", nargs="+", default=None, help="--deploy: network input sizes HxW (default 360x480 720x960)")
-    parser.add_argument("--backends", nargs="+", default=None, help="--deploy: some of eager channels_last compile onnx_fp32 onnx_int8")
+    parser.add_argument("--backends", nargs="+", default=None,
+                        help="--deploy: some of eager channels_last compile onnx_fp32 onnx_int8_qdq onnx_int8_qoperator")
     parser.add_argument("--record", type=Path, default=None, help="--deploy: also write the table as a results-page table record")
     parser.add_argument("--machine", default=None, help="--record: the machine, in words (default: cores, processor, torch)")
     return parser
@@ -294,7 +296,7 @@ def _deploy_mode(args: argparse.Namespace, argv: Sequence[str] | None) -> list[d
     if args.json:
         args.json.write_text(json.dumps(rows, indent=2))
     if args.record:
-        record = table_record(rows, opts, "python scripts/benchmark.py " + " ".join(sys.argv[1:] if argv is None else argv),
+        record = table_record(rows, opts, shlex.join(["python", "scripts/benchmark.py", *(sys.argv[1:] if argv is None else argv)]),
                               args.machine or _machine(), _git_commit())
         args.record.write_text(json.dumps(record, indent=1, ensure_ascii=False) + "\n")
     return rows

@@ -1,12 +1,12 @@
 """The deployment speed table: images/s and latency of each model under each CPU runtime, as ratios to torch eager fp32.
 
     python scripts/benchmark.py --deploy [--models OPTION[,OVERRIDE...] ...] [--sizes 360x480 720x960]
-        [--backends eager channels_last compile onnx_fp32 onnx_int8 onnx_int8_qoperator] [--batch 1] [--steps 20] [--threads N] [--json PATH]
+        [--backends eager channels_last compile onnx_fp32 onnx_int8_qdq onnx_int8_qoperator] [--batch 1] [--steps 20] [--threads N] [--json PATH]
 
 Backends: ``eager`` (the network in eval mode under ``torch.inference_mode``), ``channels_last`` (the same with
 NHWC weights and input), ``compile`` (``torch.compile``, default mode: its compile time is reported apart),
 ``onnx_fp32`` (the network exported as by ``tconvseg-export format=onnx``, run by ONNX Runtime) and
-``onnx_int8`` / ``onnx_int8_qoperator`` (that file statically quantised as by ``quantize=int8``, in
+``onnx_int8_qdq`` / ``onnx_int8_qoperator`` (that file statically quantised as by ``quantize=int8``, in
 ``int8_format=qdq`` / ``qoperator``; its activation ranges come from random inputs here — speed does not depend
 on them; the accuracy cost is ``tconvseg-export``'s to measure).
 
@@ -30,7 +30,7 @@ from typing import Any
 import torch
 from rich.table import Table
 
-BACKENDS = ("eager", "channels_last", "compile", "onnx_fp32", "onnx_int8", "onnx_int8_qoperator")
+BACKENDS = ("eager", "channels_last", "compile", "onnx_fp32", "onnx_int8_qdq", "onnx_int8_qoperator")
 #: The recipe's network and the torchvision peers a deployment would weigh it against.
 DEFAULT_DEPLOY_MODELS = ["fcn8s_efficientnet_lite0", "peer_lraspp_mobilenet_v3_large", "peer_deeplabv3_mobilenet_v3_large"]
 
