@@ -297,7 +297,7 @@ def _deploy_mode(args: argparse.Namespace, argv: Sequence[str] | None) -> list[d
         args.json.write_text(json.dumps(rows, indent=2))
     if args.record:
         record = table_record(rows, opts, shlex.join(["python", "scripts/benchmark.py", *(sys.argv[1:] if argv is None else argv)]),
-                              args.machine or _machine(), _git_commit())
+                              args.machine or _machine(), _git_commit(), table_id=args.record.stem)
         args.record.write_text(json.dumps(record, indent=1, ensure_ascii=False) + "\n")
     return rows
 
