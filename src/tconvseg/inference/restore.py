@@ -24,6 +24,8 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from tconvseg.callbacks import check_adapt_bn
+from tconvseg.data.augment.transforms import IMAGENET_MEAN, IMAGENET_STD
+from tconvseg.data.datasets.images import DEFAULT_MAX_IMAGE_PIXELS
 from tconvseg.data.datasets.info import DatasetInfo, dataset_info, synthetic_info, voc_colormap
 from tconvseg.inference.tiling import tiling_options
 from tconvseg.inference.tta import tta_options
@@ -64,6 +66,30 @@ def set_up_inference(cfg: DictConfig) -> InferenceOptions:
         L.seed_everything(cfg.seed, workers=True)
     torch.set_float32_matmul_precision(cfg.get("float32_matmul_precision", "high"))
     return options
+
+
+def normalisation(cfg: DictConfig) -> tuple[Sequence[float] | None, Sequence[float] | None]:
+    """``(mean, std)`` of the data option's eval transforms (``cfg.data.eval_transforms``; ImageNet's when it names
+    none): the normalisation the network saw in training, which predict, the video path and the demo page apply."""
+    options = cfg.data.get("eval_transforms") if cfg.get("data") else None
+    options = OmegaConf.to_container(options) if options else {}
+    return options.get("mean", IMAGENET_MEAN), options.get("std", IMAGENET_STD)  # type: ignore[union-attr]
+
+
+def image_options(cfg: DictConfig) -> tuple[float | None, int]:
+    """``(scale, max_pixels)``: ``cfg.scale`` (a factor > 0, or ``None`` for each image's own size) and
+    ``cfg.max_image_pixels``, checked: what predict and the demo page read their images with.
+
+    Raises:
+        ValueError: either value invalid, named with what was expected.
+    """
+    scale = cfg.get("scale")
+    if scale is not None and (isinstance(scale, bool) or not isinstance(scale, (int, float)) or scale <= 0):
+        raise ValueError(f"scale={scale!r} is invalid; expected a factor > 0 (e.g. scale=0.5), or null for each image's own size")
+    pixels = cfg.get("max_image_pixels", DEFAULT_MAX_IMAGE_PIXELS)
+    if isinstance(pixels, bool) or not isinstance(pixels, int) or pixels < 1:
+        raise ValueError(f"max_image_pixels={pixels!r} is invalid; expected a positive number of pixels (default {DEFAULT_MAX_IMAGE_PIXELS})")
+    return scale, pixels
 
 
 @dataclass

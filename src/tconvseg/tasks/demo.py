@@ -22,13 +22,11 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
-from tconvseg.data.augment.transforms import IMAGENET_MEAN, IMAGENET_STD
-from tconvseg.data.datasets.images import DEFAULT_MAX_IMAGE_PIXELS
 from tconvseg.entry import run_hydra
 from tconvseg.inference.demo_view import CSS, PROMPT, DemoModel, View, message_html, shares_html, view
-from tconvseg.inference.restore import restore, set_up_inference
+from tconvseg.inference.restore import image_options, normalisation, restore, set_up_inference
 
 log = logging.getLogger(__name__)
 
@@ -47,14 +45,11 @@ def demo_model(cfg: DictConfig) -> DemoModel:
     if options.adapt_bn:
         raise ValueError("adapt_bn=true is not available on the demo page (it adapts to a set of images, the page sees one); expected adapt_bn=false")
     restored = restore(cfg, options)
-    # The normalisation of the data option's eval transforms (what the network saw in training), as in predict.
-    transforms = cfg.data.get("eval_transforms") if cfg.get("data") else None
-    transforms = OmegaConf.to_container(transforms) if transforms else {}
+    mean, std = normalisation(cfg)
+    scale, max_pixels = image_options(cfg)
     device = str(cfg.get("device", "cpu"))
     return DemoModel(
-        system=restored.system.to(device), info=restored.info,
-        mean=transforms.get("mean", IMAGENET_MEAN), std=transforms.get("std", IMAGENET_STD),  # type: ignore[union-attr]
-        scale=cfg.get("scale"), max_pixels=cfg.get("max_image_pixels", DEFAULT_MAX_IMAGE_PIXELS),
+        system=restored.system.to(device), info=restored.info, mean=mean, std=std, scale=scale, max_pixels=max_pixels,
         alpha=cfg.get("overlay_alpha", 0.5), device=device,
     )
 
@@ -65,12 +60,7 @@ def _check_options(cfg: DictConfig) -> None:
         raise ValueError(f"port={port!r} is invalid; expected a TCP port number 1..65535 (default 7860)")
     if not isinstance(cfg.get("host"), str) or not cfg.host:
         raise ValueError(f"host={cfg.get('host')!r} is invalid; expected an address to serve on, e.g. 127.0.0.1 (this machine only)")
-    pixels = cfg.get("max_image_pixels")
-    if isinstance(pixels, bool) or not isinstance(pixels, int) or pixels < 1:
-        raise ValueError(f"max_image_pixels={pixels!r} is invalid; expected a positive number of pixels (default {DEFAULT_MAX_IMAGE_PIXELS})")
-    scale = cfg.get("scale")
-    if scale is not None and (isinstance(scale, bool) or not isinstance(scale, (int, float)) or scale <= 0):
-        raise ValueError(f"scale={scale!r} is invalid; expected a factor > 0 (e.g. scale=0.5), or null for each image's own size")
+    image_options(cfg)
     alpha = cfg.get("overlay_alpha")
     if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not 0 <= alpha <= 1:
         raise ValueError(f"overlay_alpha={alpha!r} is invalid; expected a weight 0..1 of the class colours in the overlay")

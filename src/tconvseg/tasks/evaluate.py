@@ -157,18 +157,25 @@ def trained_on_report(checkpoint: dict, ckpt_path: str, datamodule: Any, split: 
     checkpoint cannot tell), ``trained_on_items``, ``scored_items`` and ``trained_on_from`` (what the training
     items were read from).
     """
-    scored = item_sources(datamodule.dataset("test"))
-    trained, basis = trained_items(RunRecord.from_checkpoint(checkpoint), datamodule.whole_split, {split for split, _ in scored})
-    if trained is None:
+    count, total, basis = trained_on_count(checkpoint, datamodule)
+    if count is None:
         log.warning("split=%s: %s: %s, so whether it trained on these items is not known", split, ckpt_path, basis)
-        return {"trained_on_split": None, "trained_on_items": None, "scored_items": len(scored), "trained_on_from": basis}
-    count = sum(item in trained for item in scored)
+        return {"trained_on_split": None, "trained_on_items": None, "scored_items": total, "trained_on_from": basis}
     if count:
         log.warning(
             "split=%s: %s trained on %d of the %d scored items (read from %s): the score measures fit, not generalisation",
-            split, ckpt_path, count, len(scored), basis,
+            split, ckpt_path, count, total, basis,
         )
-    return {"trained_on_split": count > 0, "trained_on_items": count, "scored_items": len(scored), "trained_on_from": basis}
+    return {"trained_on_split": count > 0, "trained_on_items": count, "scored_items": total, "trained_on_from": basis}
+
+
+def trained_on_count(checkpoint: dict, datamodule: Any) -> tuple[int | None, int, str]:
+    """``(items of the data module's test split the checkpoint's run trained on, items in that split, how that was
+    found)``; the count is ``None`` when the checkpoint cannot tell (no run record). Read item by item from the run
+    record (`tconvseg.inference.trained_items`), never from the split's name."""
+    scored = item_sources(datamodule.dataset("test"))
+    trained, basis = trained_items(RunRecord.from_checkpoint(checkpoint), datamodule.whole_split, {split for split, _ in scored})
+    return (None if trained is None else sum(item in trained for item in scored)), len(scored), basis
 
 
 def _check_holdout_matches(datamodule: Any, checkpoint: dict, ckpt_path: str, split: str) -> None:

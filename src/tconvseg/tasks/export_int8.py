@@ -19,7 +19,6 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from tconvseg.data.splits.holdout import HOLDOUT_SPLIT
-from tconvseg.data.splits.pooled import item_sources
 from tconvseg.inference.int8 import (
     CALIBRATION_METHODS,
     DEFAULT_QUANT_FORMAT,
@@ -30,8 +29,7 @@ from tconvseg.inference.int8 import (
     score_onnx,
 )
 from tconvseg.inference.restore import Restored
-from tconvseg.inference.trained_items import trained_items
-from tconvseg.tasks.evaluate import split_datamodule
+from tconvseg.tasks.evaluate import split_datamodule, trained_on_count
 from tconvseg.training.run_record import RunRecord
 
 log = logging.getLogger(__name__)
@@ -73,13 +71,6 @@ def check_int8_options(cfg: DictConfig) -> dict[str, Any]:
     }
 
 
-def _trained_share(restored: Restored, datamodule: Any) -> tuple[int | None, int, str]:
-    """``(items of the data module's test split the run trained on, items scored, how that was found)``."""
-    scored = item_sources(datamodule.dataset("test"))
-    trained, basis = trained_items(RunRecord.from_checkpoint(restored.checkpoint), datamodule.whole_split, {split for split, _ in scored})
-    return (None if trained is None else sum(item in trained for item in scored)), len(scored), basis
-
-
 def _read_on_demand(cfg: DictConfig) -> DictConfig:
     """``cfg`` with a cached dataset switched to reading items on demand: a few dozen calibration images and one
     split are read, not every pair of every split decoded up front (CamVid's ``cache: true``)."""
@@ -111,14 +102,14 @@ def export_int8(cfg: DictConfig, restored: Restored, fp32_path: Path, options: d
 
     cfg = _read_on_demand(cfg)
     _, calibration = split_datamodule(cfg, restored.checkpoint, restored.path, calibration_split)
-    trained, total, basis = _trained_share(restored, calibration)
+    trained, total, basis = trained_on_count(restored.checkpoint, calibration)
     if trained == 0:
         raise ValueError(
             f"calibration_split={calibration_split}: {restored.path} trained on none of its {total} items ({basis}); expected a split "
             f"it trained on (e.g. calibration_split=train), so that no image it is scored on sets the int8 ranges"
         )
     _, scoring = split_datamodule(cfg, restored.checkpoint, restored.path, accuracy_split)
-    seen, scored_total, seen_basis = _trained_share(restored, scoring)
+    seen, scored_total, seen_basis = trained_on_count(restored.checkpoint, scoring)
     if seen:
         raise ValueError(
             f"accuracy_split={accuracy_split}: {restored.path} trained on {seen} of its {scored_total} items ({seen_basis}), so the "

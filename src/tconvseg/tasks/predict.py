@@ -20,7 +20,7 @@ import lightning as L
 import numpy as np
 import torch
 from lightning.pytorch.callbacks import BasePredictionWriter
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 from PIL import Image
 from rich.console import Console
 from torch.utils.data import DataLoader
@@ -28,11 +28,11 @@ from torchvision.transforms import v2
 
 from tconvseg.callbacks import BatchNormAdaptation
 from tconvseg.data.augment.transforms import IMAGENET_MEAN, IMAGENET_STD, Normalise, eval_transforms
-from tconvseg.data.datasets.images import DEFAULT_MAX_IMAGE_PIXELS, ImageFilesDataset, SameSizeBatchSampler, collate_images, list_images
+from tconvseg.data.datasets.images import ImageFilesDataset, SameSizeBatchSampler, collate_images, list_images
 from tconvseg.data.datasets.info import DatasetInfo
 from tconvseg.data.errors import DatasetError
 from tconvseg.entry import run_hydra
-from tconvseg.inference.restore import restore, set_up_inference
+from tconvseg.inference.restore import image_options, normalisation, restore, set_up_inference
 from tconvseg.inference.video import is_video
 from tconvseg.inference.visualize import denormalize, legend, overlay, palette_png
 from tconvseg.training.atomic import atomic_save_image
@@ -110,13 +110,6 @@ class _Predictor(L.LightningModule):
         return self.system.inference.labels(batch["images"], prepare=self.prepare)
 
 
-def normalisation(cfg: DictConfig) -> tuple[Sequence[float] | None, Sequence[float] | None]:
-    """``(mean, std)`` of the data option's eval transforms: the normalisation the network saw in training."""
-    options = cfg.data.get("eval_transforms")
-    options = OmegaConf.to_container(options) if options else {}
-    return options.get("mean", IMAGENET_MEAN), options.get("std", IMAGENET_STD)  # type: ignore[union-attr]
-
-
 def predict(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
     """Segment every image of ``cfg.input`` with ``cfg.ckpt_path``; write the pictures to ``cfg.output_dir``.
 
@@ -133,14 +126,9 @@ def predict(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
     """
     if cfg.get("on_error") not in ("stop", "skip"):
         raise ValueError(f"on_error={cfg.get('on_error')!r} is invalid; expected stop (the first unreadable image ends the run) or skip")
-    scale = cfg.get("scale")
-    if scale is not None and not (isinstance(scale, (int, float)) and scale > 0):
-        raise ValueError(f"scale={scale!r} is invalid; expected a factor > 0 (e.g. scale=0.5), or null for each image's own size")
+    scale, max_pixels = image_options(cfg)
     options = set_up_inference(cfg)  # checked before the images and the checkpoint are read
     adapt_bn = options.adapt_bn
-    max_pixels = cfg.get("max_image_pixels", DEFAULT_MAX_IMAGE_PIXELS)
-    if isinstance(max_pixels, bool) or not isinstance(max_pixels, int) or max_pixels < 1:
-        raise ValueError(f"max_image_pixels={max_pixels!r} is invalid; expected a positive number of pixels (default {DEFAULT_MAX_IMAGE_PIXELS})")
     if is_video(cfg.input):
         from tconvseg.tasks.predict_video import predict_video  # imports this module's _Predictor: imported here, not above
 

@@ -32,7 +32,7 @@ from tconvseg.callbacks import BatchNormAdaptation
 from tconvseg.data.augment.transforms import eval_transforms
 from tconvseg.data.datasets.images import check_pixels
 from tconvseg.data.datasets.info import DatasetInfo
-from tconvseg.inference.restore import InferenceOptions, restore
+from tconvseg.inference.restore import InferenceOptions, normalisation, restore
 from tconvseg.inference.video import (
     FrameProgress,
     VideoError,
@@ -45,7 +45,7 @@ from tconvseg.inference.video import (
     write_masks,
 )
 from tconvseg.inference.visualize import legend
-from tconvseg.tasks.predict import _Predictor, normalisation
+from tconvseg.tasks.predict import _Predictor
 from tconvseg.training.atomic import atomic_save_image
 from tconvseg.training.builders import build_group, build_trainer
 
