@@ -3,7 +3,7 @@
     python scripts/tile_memory.py [--ckpt PATH] [--rows whole24 tiled24 tiled100] [--timeout 1800] [--shrink 1] [--data camvid]
 
 Each row runs the real entry, ``python scripts/predict.py ckpt_path=... input=... tiles=...``, in a fresh
-process, under a fresh watcher process that reports ``getrusage(RUSAGE_CHILDREN).ru_maxrss``: the peak resident
+process (``predict_peak.run_predict``: ``getrusage(RUSAGE_CHILDREN).ru_maxrss`` of a wrapper): the peak resident
 memory of predict alone (model, image, tiles, mask, overlay and the written files). The photos are synthetic JPEGs
 (smooth gradients, shapes and noise): 6000 x 4000 (24 MP) and 12500 x 8000 (100 MP); ``--shrink N`` divides both sides
 by N (a quick check of the script itself).
@@ -18,15 +18,14 @@ from __future__ import annotations
 
 import argparse
 import os
-import resource
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
+from predict_peak import run_predict  # scripts/ is on the path of a script run as python scripts/tile_memory.py
 from rich.console import Console
 from rich.table import Table
 
@@ -39,7 +38,6 @@ ROWS = {
     "tiled100": (12500, 8000, ["tiles=auto", "max_pixels_per_batch=1000000"]),
     "whole100": (12500, 8000, ["tiles=none"]),
 }
-QUIET = ["callbacks=none", "+trainer.enable_progress_bar=false", "+trainer.enable_model_summary=false"]
 
 
 def make_photo(path: Path, width: int, height: int) -> Path:
@@ -76,31 +74,17 @@ def make_checkpoint(folder: Path) -> Path:
     return run / "checkpoints" / "last.ckpt"
 
 
-def watch(args: list[str]) -> None:
-    """Run ``args``; print its exit status, seconds and peak RSS (KiB) as the last line (the ``--watch`` mode)."""
-    start = time.perf_counter()
-    code = subprocess.run(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True).returncode
-    seconds = time.perf_counter() - start
-    print(f"{code} {seconds:.1f} {resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss}")
-
-
 def measure(ckpt: Path, image: Path, options: list[str], out: Path, timeout: int, data: str) -> tuple[str, str, str]:
-    """``(seconds, peak RSS GiB, status)`` of one predict run, each in its own watcher process."""
-    predict = [sys.executable, str(ROOT / "scripts" / "predict.py"), f"ckpt_path={ckpt}", f"input={image}", f"output_dir={out}",
-               f"data={data}", "max_image_pixels=1000000000", *options, *QUIET]
-    try:
-        result = subprocess.run([sys.executable, __file__, "--watch", *predict], capture_output=True, text=True, timeout=timeout, cwd=out.parent)
-    except subprocess.TimeoutExpired:
+    """``(seconds, peak RSS GiB, status)`` of one predict run in a fresh process."""
+    seconds, kib, code, _ = run_predict([f"ckpt_path={ckpt}", f"input={image}", f"output_dir={out}", f"data={data}",
+                                         "max_image_pixels=1000000000", *options], timeout, out.parent)
+    if code is None:
         return f"> {timeout}", "–", "timed out"
-    code, seconds, kib = result.stdout.strip().splitlines()[-1].split()
-    status = "ok" if code == "0" and (out / f"{image.stem}.png").is_file() else f"exit {code}"
-    return seconds, f"{int(kib) / 2**20:.2f}", status
+    status = "ok" if code == 0 and (out / f"{image.stem}.png").is_file() else f"exit {code}"
+    return f"{seconds:.1f}", f"{kib / 2**20:.2f}" if kib is not None else "–", status
 
 
 def main() -> None:
-    if len(sys.argv) > 1 and sys.argv[1] == "--watch":
-        watch(sys.argv[2:])
-        return
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--ckpt", type=Path, help="a checkpoint; default: an untrained recipe-sized one made here")
     parser.add_argument("--rows", nargs="+", choices=sorted(ROWS), default=["whole24", "tiled24", "tiled100"])

@@ -15,18 +15,14 @@ import argparse
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
+from predict_peak import run_predict  # scripts/ is on the path of a script run as python scripts/video_memory.py
 from rich.console import Console
 from rich.table import Table
 
 ROOT = Path(__file__).resolve().parents[1]
-QUIET = ["callbacks=none", "+trainer.enable_progress_bar=false", "+trainer.enable_model_summary=false"]
-#: Runs the command given as its arguments, then prints that child's peak RSS (KiB on Linux) as its last stderr line.
-WRAPPER = "import resource, subprocess, sys; rc = subprocess.call(sys.argv[1:]); " \
-          "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, file=sys.stderr); sys.exit(rc)"
 
 
 def make_clip(path: Path, frames: int, height: int, width: int, rate: int = 30) -> Path:
@@ -61,17 +57,11 @@ def train_tiny(folder: Path) -> Path:
 
 def run(ckpt: Path, clip: Path, out: Path, data: str, batch_size: int, timeout: int) -> tuple[float, int | None, str]:
     """``(seconds, peak RSS KiB or None, status)`` of one predict process."""
-    args = [sys.executable, "-c", WRAPPER, sys.executable, str(ROOT / "scripts" / "predict.py"), f"ckpt_path={ckpt}", f"input={clip}",
-            f"output_dir={out}", f"data={data}", f"batch_size={batch_size}", *QUIET]
-    start = time.perf_counter()
-    try:
-        result = subprocess.run(args, capture_output=True, text=True, timeout=timeout, cwd=out.parent)
-    except subprocess.TimeoutExpired:
-        return timeout, None, "timed out"
-    seconds = time.perf_counter() - start
-    lines = result.stderr.strip().splitlines()
-    peak = int(lines[-1]) if lines and lines[-1].isdigit() else None
-    status = "ok" if result.returncode == 0 else f"exit {result.returncode}: {(lines[-2] if len(lines) > 1 else '')[:80]}"
+    seconds, peak, code, lines = run_predict([f"ckpt_path={ckpt}", f"input={clip}", f"output_dir={out}", f"data={data}",
+                                              f"batch_size={batch_size}"], timeout, out.parent)
+    if code is None:
+        return seconds, None, "timed out"
+    status = "ok" if code == 0 else f"exit {code}: {(lines[-1] if lines else '')[:80]}"
     return seconds, peak, status
 
 
